@@ -1,0 +1,40 @@
+# minihybrid — every target installs what it needs into .venv first.
+#   make reproduce   reproduce the course's results -> results/REPORT.md   (FAST=1 for a quick smoke run)
+#   make test        the whole test suite (library, kernels, simulator, grader, notebooks)
+#   make lab         JupyterLab on the course notebooks
+#   make exercises   regenerate exercises/ from solutions/
+#   make grade       points per exercise for your answers in exercises/
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test reproduce lab exercises grade clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (minihybrid)"
+	touch $(STAMP)
+
+test: setup
+	bash tools/run_tests.sh
+
+reproduce: setup
+	$(PY) -m minihybrid reproduce $(if $(FAST),--fast,)
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+exercises: setup
+	$(PY) tools/make_exercises.py
+
+grade: setup
+	$(PY) -m minihybrid grade
+
+clean:
+	rm -rf $(VENV) .grade .pytest_cache

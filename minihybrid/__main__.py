@@ -1,0 +1,113 @@
+"""Command line: python -m minihybrid {reproduce, train, generate, grade, doctor}."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def cmd_reproduce(args) -> None:
+    if args.fast:
+        os.environ["MINIHYBRID_FAST"] = "1"
+    from minihybrid.reproduce.report import run_all
+
+    run_all(Path(args.out), only=args.only, seed=args.seed)
+
+
+def cmd_train(args) -> None:
+    import torch
+
+    from minihybrid.config import ModelConfig
+    from minihybrid.data import ByteTokenizer, corpus_text, load_python_code, load_shakespeare
+    from minihybrid.model import HybridLM
+    from minihybrid.train import TrainConfig, train
+
+    splits = load_shakespeare() if args.corpus == "shakespeare" else load_python_code()
+    tok = ByteTokenizer()
+    ids = {name: torch.tensor(tok.encode(corpus_text(splits[name]))) for name in ("train", "validation")}
+    config = ModelConfig(vocab_size=256, d_model=args.d_model, n_heads=args.heads, pattern=args.pattern,
+                         n_layers=args.layers, max_seq_len=max(256, args.seq_len))
+    model = HybridLM(config)
+    cfg = TrainConfig(steps=args.steps, seq_len=args.seq_len, batch_size=args.batch_size, lr=args.lr,
+                      seed=args.seed, checkpoint=args.checkpoint)
+    history = train(model, ids["train"], ids["validation"], cfg)
+    print(f"val loss {history.val_loss[-1]:.4f} nats/byte, {history.tokens_per_second:,.0f} train tokens/s")
+
+
+def cmd_generate(args) -> None:
+    import torch
+
+    from minihybrid.generate import generate
+    from minihybrid.pretrained import load_smollm2
+
+    model, tok = load_smollm2()
+    prompt = tok.chat_prompt(args.prompt) if args.chat else args.prompt
+    ids = torch.tensor([tok.encode(prompt)])
+    out = generate(model, ids, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                   eos_id=tok.eos_id, seed=args.seed)
+    print(tok.decode(out.tokens[0, ids.shape[1]:].tolist()))
+    print(f"[{out.new_tokens} tokens, {out.tokens_per_second:.1f} tokens/s]", file=sys.stderr)
+
+
+def cmd_grade(args) -> None:
+    from minihybrid.grading import main
+
+    main(args.rest)
+
+
+def cmd_doctor(args) -> None:
+    from minihybrid.runtime import environment_info
+
+    for key, value in environment_info().items():
+        print(f"{key:>15}: {value}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m minihybrid", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("reproduce", help="run the registered reproductions and write results/REPORT.md")
+    p.add_argument("--fast", action="store_true", help="tiny configurations (minutes, for smoke tests)")
+    p.add_argument("--only", nargs="+", metavar="NAME", help="run only these reproductions")
+    p.add_argument("--out", default="results", help="output folder (default: results)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("train", help="train a byte-level HybridLM on a corpus")
+    p.add_argument("--corpus", choices=["shakespeare", "python"], default="shakespeare")
+    p.add_argument("--pattern", default="AAAA", help='layer pattern, e.g. "AAAA", "ASAS" or "1:3"')
+    p.add_argument("--layers", type=int, default=None, help="number of blocks (for ratio patterns)")
+    p.add_argument("--d-model", type=int, default=128)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--seq-len", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint", default=None, help="safetensors file to save to and resume from")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("generate", help="generate text with SmolLM2-135M-Instruct")
+    p.add_argument("prompt")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--chat", action="store_true", help="wrap the prompt in the chat template")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("grade", help="grade the exercises (points per exercise)", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_grade)
+
+    p = sub.add_parser("doctor", help="print versions, threads and CUDA availability")
+    p.set_defaults(func=cmd_doctor)
+
+    args = parser.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

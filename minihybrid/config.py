@@ -1,0 +1,121 @@
+"""Model configuration and layer patterns.
+
+A hybrid model is a stack of blocks; each block has one token mixer, named by a letter registered in
+`minihybrid.layers` ("A" = softmax attention, "S" = sliding-window attention, more in later modules).
+`ModelConfig.layers` holds one `LayerSpec` per block and can be written three ways:
+
+    pattern="AMMAMM"           one letter per block
+    pattern="1:5", n_layers=12 attention:other ratio, attention blocks spread evenly (never first)
+    pattern=[LayerSpec("A"), LayerSpec("A", {"window": 64})]   explicit specs with per-layer options
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Sequence
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One block: the mixer letter and keyword options passed to the mixer's constructor."""
+
+    mixer: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to build a `HybridLM`.
+
+    `pattern` is resolved into `layers` (a list of `LayerSpec`) at construction; `n_layers` is then the
+    number of blocks. `other` is the letter used for the non-attention blocks of a ratio pattern.
+    """
+
+    vocab_size: int = 256
+    d_model: int = 128
+    n_heads: int = 4
+    n_kv_heads: int | None = None  # None: same as n_heads (multi-head); fewer: grouped-query attention
+    head_dim: int | None = None  # None: d_model // n_heads
+    d_ff: int | None = None  # None: SwiGLU width 8/3 * d_model rounded up to a multiple of 32
+    pattern: str | Sequence[LayerSpec | str] = "AAAA"
+    n_layers: int | None = None  # only needed for ratio patterns
+    other: str = "M"
+    max_seq_len: int = 1024
+    rope_base: float = 10000.0
+    norm_eps: float = 1e-5
+    tie_embeddings: bool = True
+    window: int | None = None  # sliding window of every attention layer (None: full causal)
+    attn_backend: str = "sdpa"  # "sdpa" (autograd) or a kernels.attention backend for inference
+    init_std: float = 0.02
+    layers: list[LayerSpec] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.n_kv_heads = self.n_kv_heads or self.n_heads
+        self.head_dim = self.head_dim or self.d_model // self.n_heads
+        if self.d_ff is None:
+            self.d_ff = 32 * -(-(8 * self.d_model // 3) // 32)
+        if self.n_heads % self.n_kv_heads:
+            raise ValueError(f"n_heads={self.n_heads} must be a multiple of n_kv_heads={self.n_kv_heads}")
+        if self.head_dim % 2:
+            raise ValueError(f"head_dim={self.head_dim} must be even for rotary embeddings")
+        self.layers = parse_pattern(self.pattern, self.n_layers, self.other)
+        if self.n_layers is not None and self.n_layers != len(self.layers):
+            raise ValueError(f"pattern has {len(self.layers)} layers but n_layers={self.n_layers}")
+        self.n_layers = len(self.layers)
+
+    def with_pattern(self, pattern: str | Sequence[LayerSpec | str], n_layers: int | None = None):
+        """A copy with another layer pattern (everything else equal)."""
+        return replace(self, pattern=pattern, n_layers=n_layers)
+
+    @property
+    def pattern_string(self) -> str:
+        return "".join(spec.mixer for spec in self.layers)
+
+
+def ratio_positions(n_attention: int, n_layers: int) -> list[int]:
+    """Indices of `n_attention` blocks spread evenly through `n_layers`, centred and never at index 0.
+
+    E.g. 2 of 12 -> [3, 9]; 1 of 6 -> [3].
+    """
+    step = n_layers / n_attention
+    return [int(step * (i + 0.5)) for i in range(n_attention)]
+
+
+def parse_pattern(pattern, n_layers: int | None = None, other: str = "M") -> list[LayerSpec]:
+    """Turn a letter string, an "a:b" ratio or a list of specs into a list of `LayerSpec`."""
+    from minihybrid.layers import MIXERS  # late import: layers register themselves on import
+
+    if isinstance(pattern, str) and ":" in pattern:
+        letters = _ratio_letters(pattern, n_layers, other)
+    elif isinstance(pattern, str):
+        letters = list(pattern)
+    else:
+        letters = list(pattern)
+    if not letters:
+        raise ValueError("a layer pattern needs at least one layer")
+    specs = [item if isinstance(item, LayerSpec) else LayerSpec(item) for item in letters]
+    for spec in specs:
+        if spec.mixer not in MIXERS:
+            allowed = ", ".join(f"{k} ({v.__name__})" for k, v in sorted(MIXERS.items()))
+            raise ValueError(f"unknown mixer letter {spec.mixer!r} in pattern {pattern!r}; allowed: {allowed}")
+    return specs
+
+
+def _ratio_letters(pattern: str, n_layers: int | None, other: str) -> list[str]:
+    try:
+        a, b = (int(part) for part in pattern.split(":"))
+    except ValueError:
+        raise ValueError(f"ratio pattern {pattern!r} must look like '1:5' (attention:other)") from None
+    if a < 0 or b < 0 or a + b == 0:
+        raise ValueError(f"ratio pattern {pattern!r} needs non-negative parts, not both zero")
+    if n_layers is None:
+        n_layers = a + b
+    if n_layers % (a + b):
+        raise ValueError(
+            f"ratio {pattern} cannot fill n_layers={n_layers}: n_layers must be a multiple of {a + b}"
+        )
+    n_attention = n_layers * a // (a + b)
+    letters = [other] * n_layers
+    for i in ratio_positions(n_attention, n_layers) if n_attention else []:
+        letters[i] = "A"
+    return letters

@@ -1,0 +1,38 @@
+"""Token mixers behind one interface, registered by letter.
+
+Every mixer is an `nn.Module` built as `Mixer(config, layer_idx, **options)` and provides
+
+    forward(x, cache=None, start_pos=0) -> y   x, y: (B, T, d_model), tokens at positions start_pos..
+    init_cache(batch, max_len, dtype, device)   a per-layer cache object (see layers/cache.py)
+    cache_bytes(seq_len, dtype_bytes=4) -> int  decode-cache bytes for one sequence of that length
+
+A hybrid model is just a pattern of letters; adding a mixer family means writing one file here and
+decorating its class with `@register("X")` — model.py does not change.
+"""
+
+from __future__ import annotations
+
+MIXERS: dict[str, type] = {}
+
+
+def register(letter: str):
+    """Class decorator: make a mixer available under a one-letter name in layer patterns."""
+    if len(letter) != 1:
+        raise ValueError(f"mixer names are single letters, got {letter!r}")
+
+    def wrap(cls):
+        if letter in MIXERS and MIXERS[letter] is not cls:
+            raise ValueError(f"mixer letter {letter!r} is already taken by {MIXERS[letter].__name__}")
+        MIXERS[letter] = cls
+        return cls
+
+    return wrap
+
+
+def build_mixer(config, layer_idx: int):
+    """Instantiate the mixer of block `layer_idx` from `config.layers`."""
+    spec = config.layers[layer_idx]
+    return MIXERS[spec.mixer](config, layer_idx, **spec.options)
+
+
+from minihybrid.layers import attention  # noqa: E402,F401  (registers "A" and "S")

@@ -1,0 +1,86 @@
+"""Softmax attention with grouped-query heads, RoPE and an optional sliding window.
+
+Dimensions: B batch, T new tokens, Tk keys attended, Hq query heads, Hkv key/value heads
+(Hq % Hkv == 0; query head h reads kv head h // (Hq // Hkv)), D head dim.
+
+The attention itself runs through `torch.nn.functional.scaled_dot_product_attention` ("sdpa", with
+autograd, the default) or, for inference, any backend of `minihybrid.kernels.attention` ("torch" =
+the readable reference, "numba", "cuda", "auto"), chosen by `ModelConfig.attn_backend`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from minihybrid.kernels.attention import attention as attention_kernel
+from minihybrid.kernels.attention.reference import attention_mask
+from minihybrid.layers import register
+from minihybrid.layers.cache import KVCache
+from minihybrid.layers.rope import Rotary
+
+
+@register("A")
+class Attention(nn.Module):
+    """Causal multi-head / grouped-query attention; `window` (tokens, incl. the current one) limits the view."""
+
+    def __init__(self, config, layer_idx: int, window: int | None = None):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.n_kv_heads, config.head_dim
+        self.window = window if window is not None else config.window
+        if self.window is not None and self.window < 1:
+            raise ValueError(f"window must be >= 1 token, got {self.window}")
+        self.backend = config.attn_backend
+        d = config.d_model
+        self.q_proj = nn.Linear(d, self.n_heads * self.head_dim, bias=False)
+        self.k_proj = nn.Linear(d, self.n_kv_heads * self.head_dim, bias=False)
+        self.v_proj = nn.Linear(d, self.n_kv_heads * self.head_dim, bias=False)
+        self.o_proj = nn.Linear(self.n_heads * self.head_dim, d, bias=False)
+        self.rotary = Rotary(self.head_dim, config.rope_base)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, start_pos: int = 0) -> torch.Tensor:
+        """x: (B, T, d_model) for tokens at positions start_pos.. -> (B, T, d_model)."""
+        b, t, _ = x.shape
+        q = self.q_proj(x).view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        q, k = self.rotary(q, start_pos), self.rotary(k, start_pos)
+        key_pos = None
+        if cache is not None:
+            k, v, key_pos = cache.update(k, v, start_pos)
+        y = self._attend(q, k, v, key_pos, start_pos)
+        return self.o_proj(y.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim))
+
+    def _attend(self, q, k, v, key_pos, start_pos):
+        tq, tk = q.shape[2], k.shape[2]
+        if key_pos is not None:  # windowed ring buffer: keys in slot order, mask by absolute position
+            q_pos = torch.arange(start_pos, start_pos + tq, device=q.device)[:, None]
+            mask = (key_pos[None, :] <= q_pos) & (q_pos - key_pos[None, :] < self.window)
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+        if self.backend != "sdpa":
+            return attention_kernel(q.contiguous(), k.contiguous(), v.contiguous(), causal=True,
+                                    window=self.window, backend=self.backend)
+        if self.window is None and tq == tk:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        if self.window is None and tq == 1:
+            return F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+        mask = attention_mask(tq, tk, causal=True, window=self.window, device=q.device)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+
+    def init_cache(self, batch: int, max_len: int, dtype=torch.float32, device=None) -> KVCache:
+        return KVCache(batch, self.n_kv_heads, self.head_dim, max_len, window=self.window,
+                       dtype=dtype, device=device)
+
+    def cache_bytes(self, seq_len: int, dtype_bytes: int = 4) -> int:
+        """Bytes of K and V held for one sequence of seq_len tokens (a window bounds it)."""
+        return 2 * self.n_kv_heads * self.head_dim * KVCache.capacity_for(seq_len, self.window) * dtype_bytes
+
+
+@register("S")
+class SlidingWindowAttention(Attention):
+    """Attention limited to a local window (default: the config's window, else 64 tokens)."""
+
+    def __init__(self, config, layer_idx: int, window: int | None = None):
+        super().__init__(config, layer_idx, window=window or config.window or 64)

@@ -1,0 +1,115 @@
+"""Per-layer decode caches.
+
+Every cache is written at explicit absolute positions (the model passes `start_pos`), so a layer that
+was skipped for some tokens (layer skipping) simply has a gap that the next full pass over those
+tokens fills, and `rollback(pos)` forgets everything at positions >= pos (speculative decoding).
+
+    KVCache        attention keys/values, (B, Hkv, capacity, D) each; a ring buffer when windowed
+    RecurrentState a fixed-size state (for SSM / linear-attention mixers added in later modules)
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class KVCache:
+    """Keys and values of one attention layer.
+
+    Full attention: capacity = max_len, token p lives in slot p.
+    Sliding window w: capacity = min(max_len, w + SLACK), token p lives in slot p % capacity, and
+    `key_pos` (capacity,) holds each slot's absolute position (-1 = empty). The slack lets a speculative
+    decoder roll back up to `SLACK` tokens.
+    """
+
+    SLACK = 64
+
+    def __init__(self, batch, n_kv_heads, head_dim, max_len, *, window=None, dtype=torch.float32, device=None):
+        self.window = window
+        self.max_len = max_len
+        capacity = self.capacity_for(max_len, window)
+        shape = (batch, n_kv_heads, capacity, head_dim)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self.key_pos = torch.full((capacity,), -1, dtype=torch.long, device=device)
+        self.length = 0  # one past the highest position written
+
+    @classmethod
+    def capacity_for(cls, max_len: int, window: int | None) -> int:
+        """Slots kept for a sequence of max_len tokens."""
+        return max_len if window is None else min(max_len, window + cls.SLACK)
+
+    @property
+    def capacity(self) -> int:
+        return self.k.shape[2]
+
+    @property
+    def nbytes(self) -> int:
+        return self.k.nbytes + self.v.nbytes
+
+    def update(self, k: torch.Tensor, v: torch.Tensor, start_pos: int):
+        """Store k, v: (B, Hkv, T, D) at positions start_pos.. and return what the new queries attend to.
+
+        Returns (keys, values, key_positions): keys/values (B, Hkv, Tk, D); key_positions is None when
+        the keys are positions 0..Tk-1 in order (then query i sits at Tk - T + i), else (Tk,) absolute.
+        """
+        t = k.shape[2]
+        end = start_pos + t
+        if end > self.max_len:
+            raise ValueError(f"cache holds {self.max_len} positions; writing up to {end} overflows it")
+        if self.window is None:
+            self.k[:, :, start_pos:end] = k
+            self.v[:, :, start_pos:end] = v
+            self.length = end
+            return self.k[:, :, :end], self.v[:, :, :end], None
+        # windowed ring buffer: attend over the old slots plus the new keys, then store the new keys
+        old = (self.key_pos >= 0) & (self.key_pos < start_pos)
+        new_pos = torch.arange(start_pos, end, device=k.device)
+        keys = torch.cat((self.k[:, :, old], k), dim=2)
+        values = torch.cat((self.v[:, :, old], v), dim=2)
+        key_pos = torch.cat((self.key_pos[old], new_pos))
+        keep = slice(max(0, t - self.capacity), t)
+        slots = new_pos[keep] % self.capacity
+        self.k[:, :, slots] = k[:, :, keep]
+        self.v[:, :, slots] = v[:, :, keep]
+        self.key_pos[slots] = new_pos[keep]
+        self.length = end
+        return keys, values, key_pos
+
+    def rollback(self, pos: int) -> None:
+        """Forget positions >= pos."""
+        if self.window is not None:
+            if self.length - pos > self.capacity - self.window and self.length > self.capacity:
+                raise ValueError(f"cannot roll back to {pos}: the window cache already overwrote it")
+            self.key_pos[self.key_pos >= pos] = -1
+        self.length = min(self.length, pos)
+
+
+class RecurrentState:
+    """A fixed-size recurrent state (e.g. an SSM's (B, H, N, P) state) with snapshots for rollback.
+
+    Mixers with a recurrent state update `state` in place token by token; `snapshot(pos)` remembers the
+    state after position pos-1 so that `rollback(pos)` can restore it.
+    """
+
+    def __init__(self, **tensors: torch.Tensor):
+        self.tensors = tensors
+        self.length = 0
+        self._snapshots: dict[int, dict[str, torch.Tensor]] = {}
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in self.tensors.values())
+
+    def snapshot(self) -> None:
+        self._snapshots[self.length] = {k: t.clone() for k, t in self.tensors.items()}
+
+    def rollback(self, pos: int) -> None:
+        if pos == self.length:
+            return
+        if pos not in self._snapshots:
+            raise ValueError(f"no snapshot at position {pos}; call snapshot() before decoding past it")
+        for name, saved in self._snapshots[pos].items():
+            self.tensors[name].copy_(saved)
+        self._snapshots = {p: s for p, s in self._snapshots.items() if p <= pos}
+        self.length = pos

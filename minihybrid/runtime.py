@@ -1,0 +1,60 @@
+"""What this run is: fast or full mode, and the machine/software it runs on.
+
+Fast mode (env var MINIHYBRID_FAST=1, or `--fast`) swaps in tiny configurations so every notebook and
+reproduction finishes in minutes; CI runs the notebooks that way.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from importlib import metadata
+
+
+def fast_mode() -> bool:
+    return os.environ.get("MINIHYBRID_FAST", "0") not in ("", "0", "false", "False")
+
+
+def pick(fast, full):
+    """`fast` in fast mode, else `full` (for sizes, step counts and token budgets)."""
+    return fast if fast_mode() else full
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def cuda_status() -> str:
+    """'GPU: <name>', 'simulator' (NUMBA_ENABLE_CUDASIM=1) or 'none'."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        return "numba.cuda simulator"
+    import torch
+
+    if torch.cuda.is_available():
+        return f"GPU: {torch.cuda.get_device_name(0)}"
+    return "none"
+
+
+def environment_info() -> dict[str, str]:
+    """Versions, threads and accelerators, for reports and the notebook's environment check."""
+    import numba
+    import torch
+
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu cores": str(os.cpu_count()),
+        "torch": torch.__version__,
+        "torch threads": str(torch.get_num_threads()),
+        "numba": numba.__version__,
+        "numba threads": str(numba.config.NUMBA_NUM_THREADS),
+        "numpy": _version("numpy"),
+        "transformers": _version("transformers"),
+        "cuda": cuda_status(),
+        "fast mode": str(fast_mode()),
+    }

@@ -1,0 +1,183 @@
+"""The training loop: AdamW, warmup + cosine schedule, gradient clipping, periodic eval, checkpoints.
+
+Data are flat token streams (1-D LongTensors); batches of (B, T) windows are sampled from the train
+stream with a seeded generator, and validation covers the val stream in fixed windows. Checkpoints are
+safetensors files holding the model, the optimizer moments, the step and the sampler state, so a
+resumed run continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from minihybrid.data.tokenizers import iter_eval_batches, sample_batch
+from minihybrid.model import HybridLM
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 16
+    seq_len: int = 128
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1  # the cosine decays to lr * min_lr_ratio
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 1.0
+    eval_every: int = 100
+    eval_batches: int = 8
+    seed: int = 0
+    checkpoint: str | None = None  # path of a .safetensors file, written at every eval and at the end
+    progress: bool = True
+
+
+@dataclass
+class TrainHistory:
+    steps: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    eval_steps: list[int] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    tokens_per_second: float = 0.0
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup to cfg.lr, then cosine decay to cfg.lr * cfg.min_lr_ratio at cfg.steps."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine)
+
+
+def make_optimizer(model: HybridLM, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not on norms' gains)."""
+    params = list(dict.fromkeys(model.parameters()))  # tied weights once
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+
+
+@torch.no_grad()
+def evaluate(model: HybridLM, val_ids: torch.Tensor, batch_size: int, seq_len: int,
+             max_batches: int | None = None) -> float:
+    """Mean next-token cross-entropy (nats) over fixed windows of the val stream."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for i, (x, y) in enumerate(iter_eval_batches(val_ids, batch_size, seq_len)):
+        if max_batches is not None and i >= max_batches:
+            break
+        logits = model(x)
+        total += torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
+        count += y.numel()
+    model.train(was_training)
+    if count == 0:
+        raise ValueError(f"val stream of {val_ids.numel()} tokens is shorter than one window of {seq_len + 1}")
+    return total / count
+
+
+def train(model: HybridLM, train_ids: torch.Tensor, val_ids: torch.Tensor, cfg: TrainConfig,
+          on_eval: Callable[[TrainHistory], None] | None = None, resume: bool = True) -> TrainHistory:
+    """Train `model` on the token stream `train_ids` (N,); returns the loss history.
+
+    on_eval(history) is called after every evaluation (a notebook uses it for a live loss plot).
+    With resume=True and an existing cfg.checkpoint, training continues from it.
+    """
+    if train_ids.dim() != 1 or val_ids.dim() != 1:
+        raise ValueError("train_ids and val_ids must be 1-D token streams")
+    torch.manual_seed(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    optimizer = make_optimizer(model, cfg)
+    history, start = TrainHistory(), 0
+    if resume and cfg.checkpoint and Path(cfg.checkpoint).exists():
+        start, history = load_checkpoint(cfg.checkpoint, model, optimizer, generator)
+    model.train()
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train", disable=not cfg.progress)
+    tokens, seconds = 0, 0.0
+    for step in bar:
+        t0 = time.perf_counter()
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        x, y = sample_batch(train_ids, cfg.batch_size, cfg.seq_len, generator)
+        logits = model(x)
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        seconds += time.perf_counter() - t0
+        tokens += x.numel()
+        history.steps.append(step)
+        history.train_loss.append(loss.item())
+        history.tokens_per_second = tokens / seconds
+        postfix = {"loss": f"{loss.item():.3f}", "tok/s": f"{history.tokens_per_second:,.0f}"}
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+            history.eval_steps.append(step + 1)
+            history.val_loss.append(evaluate(model, val_ids, cfg.batch_size, cfg.seq_len, cfg.eval_batches))
+            postfix["val"] = f"{history.val_loss[-1]:.3f}"
+            if cfg.checkpoint:
+                save_checkpoint(cfg.checkpoint, model, optimizer, generator, step + 1, history)
+            if on_eval is not None:
+                on_eval(history)
+        bar.set_postfix(postfix)
+    return history
+
+
+def save_checkpoint(path, model, optimizer, generator, step: int, history: TrainHistory) -> None:
+    """Write model + optimizer state to a safetensors file atomically (a crash never leaves half a file)."""
+    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    if model.config.tie_embeddings:
+        tensors.pop("model.head.weight", None)
+    for i, p in enumerate(_params(optimizer)):
+        for name, value in optimizer.state.get(p, {}).items():
+            tensors[f"optim.{i}.{name}"] = value.detach().reshape(-1).clone() if value.dim() == 0 else value
+    tensors["generator_state"] = generator.get_state()
+    metadata = {"step": str(step), "history": json.dumps(asdict(history)),
+                "model_config": json.dumps({k: v for k, v in asdict(model.config).items() if k != "layers"},
+                                           default=str)}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, model, optimizer=None, generator=None) -> tuple[int, TrainHistory]:
+    """Restore a checkpoint written by save_checkpoint; returns (step, history)."""
+    try:
+        tensors = load_file(str(path))
+        with safe_open(str(path), "pt") as f:
+            metadata = f.metadata()
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"checkpoint {path} is not a readable safetensors file: {err}") from err
+    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not (k == "head.weight" and model.config.tie_embeddings)]
+    if missing or unexpected:
+        raise ValueError(f"checkpoint {path} does not fit this model: missing {missing}, unexpected {unexpected}")
+    if optimizer is not None:
+        for i, p in enumerate(_params(optimizer)):
+            entries = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"optim.{i}.")}
+            if entries:
+                entries = {k: (v.reshape(()) if k == "step" else v) for k, v in entries.items()}
+                optimizer.state[p] = entries
+    if generator is not None:
+        generator.set_state(tensors["generator_state"])
+    return int(metadata["step"]), TrainHistory(**json.loads(metadata["history"]))
+
+
+def _params(optimizer):
+    return [p for group in optimizer.param_groups for p in group["params"]]

@@ -1,0 +1,186 @@
+"""Config patterns, the mixer interface, HybridLM forward / cached decoding / layer skipping."""
+
+import pytest
+import torch
+from torch import nn
+
+from minihybrid import HybridLM, LayerSpec, ModelConfig
+from minihybrid.config import ratio_positions
+from minihybrid.layers import MIXERS, register
+from minihybrid.layers.cache import RecurrentState
+
+
+def tiny(pattern="AA", **kw) -> ModelConfig:
+    base = dict(vocab_size=61, d_model=32, n_heads=4, n_kv_heads=2, max_seq_len=160, pattern=pattern)
+    return ModelConfig(**{**base, **kw})
+
+
+def stepwise_logits(model, x, prefill):
+    """Logits from a prefill of `prefill` tokens then one token at a time."""
+    cache = model.init_cache(x.shape[0], x.shape[1])
+    outs = [model(x[:, :prefill], cache=cache)]
+    outs += [model(x[:, t:t + 1], cache=cache) for t in range(prefill, x.shape[1])]
+    return torch.cat(outs, 1)
+
+
+# --- patterns -------------------------------------------------------------------------------------
+
+def test_letter_pattern_and_specs():
+    assert tiny("ASA").pattern_string == "ASA"
+    cfg = tiny([LayerSpec("A"), LayerSpec("A", {"window": 8}), "S"])
+    assert cfg.n_layers == 3 and cfg.layers[1].options == {"window": 8}
+    assert HybridLM(cfg).blocks[1].mixer.window == 8
+
+
+@pytest.mark.parametrize("ratio,n,expected", [
+    ("1:1", 4, "SASA"), ("1:5", 12, "SSSASSSSSASS"), ("1:3", 8, "SSASSSAS"), ("1:0", 3, "AAA"),
+])
+def test_ratio_pattern_spreads_attention_and_never_first(ratio, n, expected):
+    assert tiny(ratio, n_layers=n, other="S").pattern_string == expected
+
+
+def test_ratio_positions_even():
+    assert ratio_positions(2, 12) == [3, 9]
+
+
+@pytest.mark.parametrize("pattern,n_layers,match", [
+    ("AXA", None, "unknown mixer letter 'X'.*allowed: A"),
+    ("1:5", 8, "multiple of 6"),
+    ("1:x", None, "must look like"),
+    ("1-5", None, "unknown mixer letter .1."),
+    ("0:0", None, "not both zero"),
+    ("", None, "at least one layer"),
+    ("AA", 3, "n_layers=3"),
+])
+def test_bad_patterns_raise(pattern, n_layers, match):
+    with pytest.raises(ValueError, match=match):
+        tiny(pattern, n_layers=n_layers, other="S")
+
+
+def test_bad_heads_raise():
+    with pytest.raises(ValueError, match="multiple of n_kv_heads"):
+        tiny(n_heads=4, n_kv_heads=3)
+
+
+# --- forward, caches, skipping --------------------------------------------------------------------
+
+@pytest.mark.parametrize("pattern,window", [("AA", None), ("AS", None), ("AA", 5)])
+def test_cached_decoding_matches_full_forward(pattern, window):
+    torch.manual_seed(0)
+    model = HybridLM(tiny(pattern, window=window)).eval()
+    x = torch.randint(0, 61, (2, 90))  # longer than S's default 64-token window
+    with torch.no_grad():
+        full = model(x)
+        for prefill in (1, 37):
+            torch.testing.assert_close(stepwise_logits(model, x, prefill), full, atol=2e-5, rtol=1e-4)
+
+
+def test_window_changes_the_output_only_past_the_window():
+    torch.manual_seed(0)
+    full_cfg, win_cfg = tiny("A"), tiny("A", window=8)
+    full, win = HybridLM(full_cfg).eval(), HybridLM(win_cfg).eval()
+    win.load_state_dict(full.state_dict())
+    x = torch.randint(0, 61, (1, 20))
+    with torch.no_grad():
+        a, b = full(x), win(x)
+    torch.testing.assert_close(a[:, :8], b[:, :8])
+    assert (a[:, 8:] - b[:, 8:]).abs().max() > 1e-4
+
+
+def test_skip_layers_passes_the_residual_through():
+    torch.manual_seed(0)
+    model = HybridLM(tiny("AAA")).eval()
+    x = torch.randint(0, 61, (1, 12))
+    with torch.no_grad():
+        logits, hidden = model(x, skip_layers={1}, return_hidden=True)
+        torch.testing.assert_close(hidden[2], hidden[1])
+        two_layer = HybridLM(tiny("AA")).eval()
+        two_layer.embed, two_layer.head, two_layer.norm = model.embed, model.head, model.norm
+        two_layer.blocks = nn.ModuleList([model.blocks[0], model.blocks[2]])
+        torch.testing.assert_close(logits, two_layer(x))
+    with pytest.raises(ValueError, match="block indices"):
+        model(x, skip_layers=[3])
+
+
+def test_skipped_layers_are_filled_by_a_later_full_pass():
+    """Draft with a layer skipped, roll back, verify with all layers: same as a plain full pass."""
+    torch.manual_seed(0)
+    model = HybridLM(tiny("AAA")).eval()
+    x = torch.randint(0, 61, (1, 30))
+    with torch.no_grad():
+        cache = model.init_cache(1, 30)
+        model(x[:, :20], cache=cache)
+        for t in range(20, 25):
+            model(x[:, t:t + 1], cache=cache, skip_layers=[1])
+        cache.rollback(20)
+        verified = model(x[:, 20:25], cache=cache)
+        torch.testing.assert_close(verified, model(x[:, :25])[:, 20:], atol=2e-5, rtol=1e-4)
+
+
+def test_cache_bytes_per_layer():
+    model = HybridLM(tiny("AS", head_dim=8))
+    per_token = 2 * 2 * 8 * 4  # K and V, 2 kv heads, head dim 8, float32
+    assert model.cache_bytes(1000) == [1000 * per_token, (64 + 64) * per_token]
+    cache = model.init_cache(1, 1000)
+    assert cache.nbytes == sum(model.cache_bytes(1000))
+
+
+def test_bad_inputs_raise():
+    model = HybridLM(tiny())
+    with pytest.raises(ValueError, match="batch, seq_len"):
+        model(torch.zeros(5, dtype=torch.long))
+    with pytest.raises(ValueError, match="max_seq_len"):
+        model(torch.zeros(1, 161, dtype=torch.long))
+    cache = model.init_cache(1, 10)
+    with pytest.raises(ValueError, match="overflows"):
+        model(torch.zeros(1, 11, dtype=torch.long), cache=cache)
+
+
+# --- the interface fits a fixed-size recurrent state ----------------------------------------------
+
+class RunningMean(nn.Module):
+    """A toy recurrent mixer: y_t = W (mean of x_1..x_t), state = (running sum, count)."""
+
+    def __init__(self, config, layer_idx):
+        super().__init__()
+        self.proj = nn.Linear(config.d_model, config.d_model, bias=False)
+
+    def forward(self, x, cache=None, start_pos=0):
+        counts = torch.arange(start_pos + 1, start_pos + x.shape[1] + 1, dtype=x.dtype)[:, None]
+        prefix = x.cumsum(1)
+        if cache is not None:
+            prefix = prefix + cache.tensors["sum"][:, None]
+            cache.tensors["sum"].copy_(prefix[:, -1])
+            cache.length = start_pos + x.shape[1]
+        return self.proj(prefix / counts)
+
+    def init_cache(self, batch, max_len, dtype=torch.float32, device=None):
+        return RecurrentState(sum=torch.zeros(batch, self.proj.in_features, dtype=dtype, device=device))
+
+    def cache_bytes(self, seq_len, dtype_bytes=4):
+        return self.proj.in_features * dtype_bytes
+
+
+@pytest.fixture
+def running_mean_letter():
+    register("R")(RunningMean)
+    yield "R"
+    del MIXERS["R"]
+
+
+def test_recurrent_mixer_fits_the_interface(running_mean_letter):
+    torch.manual_seed(0)
+    model = HybridLM(tiny("ARA")).eval()
+    x = torch.randint(0, 61, (2, 24))
+    with torch.no_grad():
+        torch.testing.assert_close(stepwise_logits(model, x, 5), model(x), atol=2e-5, rtol=1e-4)
+        cache = model.init_cache(2, 24)
+        model(x[:, :10], cache=cache)
+        cache.layers[1].snapshot()
+        model(x[:, 10:14], cache=cache)
+        cache.rollback(10)
+        torch.testing.assert_close(model(x[:, 10:14], cache=cache), model(x[:, :14])[:, 10:], atol=2e-5,
+                                   rtol=1e-4)
+        with pytest.raises(ValueError, match="no snapshot"):
+            cache.rollback(3)
+    assert model.cache_bytes(10_000)[1] == 32 * 4

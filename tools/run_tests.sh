@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite, step by step; the first failing step stops the run and says which it was.
+# The main pytest run comes last so that its summary line closes the output.
+set -u
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+export MINIHYBRID_FAST=1 PYTHONUNBUFFERED=1
+
+step() {
+  local name=$1; shift
+  echo "=== $name"
+  if ! "$@"; then
+    echo "FAILED step: $name ($*)"
+    exit 1
+  fi
+}
+
+step "grader: exercises in sync, solutions pass, exercises fail with NotImplementedError, mutants caught" \
+  $PY tools/check_grader.py
+step "numba.cuda kernels under the simulator (own process)" \
+  env NUMBA_ENABLE_CUDASIM=1 $PY -m pytest -q -p no:cacheprovider -m cudasim tests/kernels
+step "library, kernels, data, pretrained oracle, notebooks (fast mode)" \
+  $PY -m pytest -q -p no:cacheprovider -m "not cudasim" --ignore=tests/graded --nbmake notebooks tests
