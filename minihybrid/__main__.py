@@ -26,7 +26,7 @@ def cmd_train(args) -> None:
 
     splits = load_shakespeare() if args.corpus == "shakespeare" else load_python_code()
     tok = ByteTokenizer()
-    ids = {name: torch.tensor(tok.encode(corpus_text(splits[name]))) for name in ("train", "validation")}
+    ids = {name: tok.encode_tensor(corpus_text(splits[name])) for name in ("train", "validation")}
     config = ModelConfig(vocab_size=256, d_model=args.d_model, n_heads=args.heads, pattern=args.pattern,
                          n_layers=args.layers, max_seq_len=max(256, args.seq_len))
     model = HybridLM(config)

@@ -41,8 +41,7 @@ def run(fig_dir: Path, seed: int = 0) -> Section:
     splits = load_shakespeare()
     train_text, val_text = corpus_text(splits["train"]), corpus_text(splits["validation"])
     tok = ByteTokenizer()
-    train_ids = torch.tensor(tok.encode(train_text))
-    val_ids = torch.tensor(tok.encode(val_text))
+    train_ids, val_ids = tok.encode_tensor(train_text), tok.encode_tensor(val_text)
 
     torch.manual_seed(seed)
     tiny = HybridLM(tiny_config())

