@@ -46,7 +46,7 @@ class Attention(nn.Module):
         q = self.q_proj(x).view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        q, k = self.rotary(q, start_pos), self.rotary(k, start_pos)
+        q, k = self.rotary(q, k, start_pos)
         key_pos = None
         if cache is not None:
             k, v, key_pos = cache.update(k, v, start_pos)

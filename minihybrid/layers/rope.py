@@ -13,15 +13,16 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 class Rotary(nn.Module):
-    """`forward(x, start_pos)` rotates x: (B, H, T, D) whose tokens sit at positions start_pos .. start_pos+T-1."""
+    """`forward(q, k, start_pos)` rotates q (B, Hq, T, D) and k (B, Hkv, T, D) at positions start_pos.."""
 
     def __init__(self, head_dim: int, base: float = 10000.0):
         super().__init__()
         inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
-    def forward(self, x: torch.Tensor, start_pos: int = 0) -> torch.Tensor:
-        positions = torch.arange(start_pos, start_pos + x.shape[-2], device=x.device, dtype=torch.float32)
+    def forward(self, q: torch.Tensor, k: torch.Tensor, start_pos: int = 0):
+        positions = torch.arange(start_pos, start_pos + q.shape[-2], device=q.device, dtype=torch.float32)
         angles = torch.outer(positions, self.inv_freq)
         angles = torch.cat((angles, angles), dim=-1)
-        return x * angles.cos().to(x.dtype) + rotate_half(x) * angles.sin().to(x.dtype)
+        cos, sin = angles.cos().to(q.dtype), angles.sin().to(q.dtype)
+        return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
