@@ -11,8 +11,9 @@ A hybrid model is a stack of blocks; each block has one token mixer, named by a 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any
 
 
 @dataclass(frozen=True)

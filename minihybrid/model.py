@@ -14,8 +14,8 @@ Incremental decoding keeps a `ModelCache` (one cache per block plus the next pos
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import torch
 from torch import nn

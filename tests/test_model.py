@@ -11,7 +11,7 @@ from minihybrid.layers.cache import RecurrentState
 
 
 def tiny(pattern="AA", **kw) -> ModelConfig:
-    base = dict(vocab_size=61, d_model=32, n_heads=4, n_kv_heads=2, max_seq_len=160, pattern=pattern)
+    base = {"vocab_size": 61, "d_model": 32, "n_heads": 4, "n_kv_heads": 2, "max_seq_len": 160, "pattern": pattern}
     return ModelConfig(**{**base, **kw})
 
 

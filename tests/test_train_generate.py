@@ -39,7 +39,8 @@ def test_training_learns_a_periodic_stream():
 
 def test_checkpoint_resume_is_exact(tmp_path):
     ids, val = periodic_stream(3000, 11), periodic_stream(400, 11)
-    kw = dict(batch_size=4, seq_len=16, lr=5e-3, warmup_steps=2, eval_every=5, eval_batches=1, progress=False)
+    kw = {"batch_size": 4, "seq_len": 16, "lr": 5e-3, "warmup_steps": 2, "eval_every": 5, "eval_batches": 1,
+          "progress": False}
     straight = small_model()
     train(straight, ids, val, TrainConfig(steps=10, **kw))
 
@@ -65,7 +66,8 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
 
 def test_checkpoint_of_another_model_is_refused(tmp_path):
     ckpt = tmp_path / "a.safetensors"
-    kw = dict(batch_size=2, seq_len=8, eval_every=2, eval_batches=1, progress=False, checkpoint=str(ckpt))
+    kw = {"batch_size": 2, "seq_len": 8, "eval_every": 2, "eval_batches": 1, "progress": False,
+          "checkpoint": str(ckpt)}
     train(small_model(), periodic_stream(500), periodic_stream(100), TrainConfig(steps=2, **kw))
     with pytest.raises(ValueError, match="does not fit this model"):
         load_checkpoint(ckpt, small_model(pattern="ASA"))

@@ -35,4 +35,4 @@ def build_mixer(config, layer_idx: int):
     return MIXERS[spec.mixer](config, layer_idx, **spec.options)
 
 
-from minihybrid.layers import attention  # noqa: E402,F401  (registers "A" and "S")
+from minihybrid.layers import attention  # noqa: F401  (registers "A" and "S")

@@ -63,10 +63,10 @@ def run(fig_dir: Path, seed: int = 0) -> Section:
          f"{smol_nll:.3f}", f"{math.exp(smol_nll):.2f}", f"{smol_bpb:.3f}"],
     ]
     text = "\n\n".join([
-        f"Shakespeare, held-out works ({len(splits['validation'])} of "
-        f"{len(splits['train']) + len(splits['validation'])}); tiny model: {cfg.steps} steps of "
-        f"{cfg.batch_size}x{cfg.seq_len} bytes, {history.tokens_per_second:,.0f} train tokens/s; "
-        f"SmolLM2 scored on {smol_tokens:,} tokens.",
+        (f"Shakespeare, held-out works ({len(splits['validation'])} of "
+         f"{len(splits['train']) + len(splits['validation'])}); tiny model: {cfg.steps} steps of "
+         f"{cfg.batch_size}x{cfg.seq_len} bytes, {history.tokens_per_second:,.0f} train tokens/s; "
+         f"SmolLM2 scored on {smol_tokens:,} tokens."),
         markdown_table(["model", "params", "unit", "val NLL (nats/unit)", "perplexity", "bits per byte"], rows),
         "Greedy decoding of SmolLM2 on this CPU, same prompt, both with a KV cache, median of repeats:",
         markdown_table(["engine", "tokens/s", "same tokens"], [

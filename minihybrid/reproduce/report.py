@@ -38,8 +38,8 @@ def render(sections, seed: int) -> str:
     lines = [
         "# minihybrid — reproduction report",
         "",
-        f"Generated {dt.datetime.now().isoformat(timespec='seconds')} by `python -m minihybrid reproduce`; "
-        f"mode: {mode}; seed: {seed}.",
+        (f"Generated {dt.datetime.now().isoformat(timespec='seconds')} by `python -m minihybrid reproduce`; "
+         f"mode: {mode}; seed: {seed}."),
         "",
         reproduce.markdown_table(["", ""], [[k, v] for k, v in env.items()]),
         "",

@@ -1,0 +1,11 @@
+import torch
+
+
+def causal_gqa_attention(q, k, v):
+    """BUG: query head h reads kv head h % Hkv instead of h // (Hq // Hkv)."""
+    group = q.shape[1] // k.shape[1]
+    k, v = k.repeat(1, group, 1, 1), v.repeat(1, group, 1, 1)
+    scores = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5
+    seq_len = q.shape[2]
+    visible = torch.ones(seq_len, seq_len, dtype=torch.bool).tril()
+    return torch.softmax(scores.masked_fill(~visible, float("-inf")), dim=-1) @ v
