@@ -1,0 +1,1 @@
+"""Kernels: PyTorch reference, Numba CPU, numba.cuda; one folder per op."""
