@@ -4,15 +4,15 @@ A hybrid model is a stack of blocks; each block has one token mixer, named by a 
 `minihybrid.layers` ("A" = softmax attention, "S" = sliding-window attention, more in later modules).
 `ModelConfig.layers` holds one `LayerSpec` per block and can be written three ways:
 
-    pattern="AMMAMM"           one letter per block
-    pattern="1:5", n_layers=12 attention:other ratio, attention blocks spread evenly (never first)
+    pattern="AASAAS"           one letter per block
+    pattern="1:5", n_layers=12 attention:other ratio, attention blocks spread evenly through the middle
     pattern=[LayerSpec("A"), LayerSpec("A", {"window": 64})]   explicit specs with per-layer options
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -29,7 +29,7 @@ class ModelConfig:
     """Everything needed to build a `HybridLM`.
 
     `pattern` is resolved into `layers` (a list of `LayerSpec`) at construction; `n_layers` is then the
-    number of blocks. `other` is the letter used for the non-attention blocks of a ratio pattern.
+    number of blocks.
     """
 
     vocab_size: int = 256
@@ -40,7 +40,7 @@ class ModelConfig:
     d_ff: int | None = None  # None: SwiGLU width 8/3 * d_model rounded up to a multiple of 32
     pattern: str | Sequence[LayerSpec | str] = "AAAA"
     n_layers: int | None = None  # only needed for ratio patterns
-    other: str = "M"
+    other: str = "S"  # the letter of the non-attention blocks in a ratio pattern
     max_seq_len: int = 1024
     rope_base: float = 10000.0
     norm_eps: float = 1e-5
@@ -64,25 +64,21 @@ class ModelConfig:
             raise ValueError(f"pattern has {len(self.layers)} layers but n_layers={self.n_layers}")
         self.n_layers = len(self.layers)
 
-    def with_pattern(self, pattern: str | Sequence[LayerSpec | str], n_layers: int | None = None):
-        """A copy with another layer pattern (everything else equal)."""
-        return replace(self, pattern=pattern, n_layers=n_layers)
-
     @property
     def pattern_string(self) -> str:
         return "".join(spec.mixer for spec in self.layers)
 
 
 def ratio_positions(n_attention: int, n_layers: int) -> list[int]:
-    """Indices of `n_attention` blocks spread evenly through `n_layers`, centred and never at index 0.
+    """Indices of `n_attention` blocks spread evenly through `n_layers`, each centred in its share.
 
-    E.g. 2 of 12 -> [3, 9]; 1 of 6 -> [3].
+    E.g. 2 of 12 -> [3, 9]; 1 of 6 -> [3]. Index 0 is used only when attention fills half the blocks or more.
     """
     step = n_layers / n_attention
     return [int(step * (i + 0.5)) for i in range(n_attention)]
 
 
-def parse_pattern(pattern, n_layers: int | None = None, other: str = "M") -> list[LayerSpec]:
+def parse_pattern(pattern, n_layers: int | None = None, other: str = "S") -> list[LayerSpec]:
     """Turn a letter string, an "a:b" ratio or a list of specs into a list of `LayerSpec`."""
     from minihybrid.layers import MIXERS  # late import: layers register themselves on import
 

@@ -51,29 +51,41 @@ def generate(model: HybridLM, prompt: torch.Tensor, max_new_tokens: int, *, temp
              seed: int | None = None) -> GenerationResult:
     """Continue `prompt` (B, T) by up to max_new_tokens tokens.
 
-    Stops early when every sequence has produced `eos_id`. Sampling is reproducible with `seed`.
+    Stops early when every sequence has produced `eos_id`; a sequence that finished earlier is padded
+    with `eos_id`. Sampling is reproducible with `seed`. The model's train/eval mode is restored.
     """
     if prompt.dim() != 2 or prompt.shape[1] == 0:
         raise ValueError(f"prompt must be (batch, seq_len>0) token ids, got shape {tuple(prompt.shape)}")
     total = prompt.shape[1] + max_new_tokens
     if total > model.config.max_seq_len:
         raise ValueError(f"prompt + max_new_tokens = {total} exceeds max_seq_len={model.config.max_seq_len}")
-    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    device = prompt.device
+    generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+    was_training = model.training
     model.eval()
     tokens = prompt
     cache = model.init_cache(prompt.shape[0], total) if use_cache else None
-    done = torch.zeros(prompt.shape[0], dtype=torch.bool)
-    t0 = time.perf_counter()
+    done = torch.zeros(prompt.shape[0], dtype=torch.bool, device=device)
+    t0 = _clock(device)
     logits = model(prompt, cache=cache)[:, -1]
-    t1 = time.perf_counter()
+    t1 = _clock(device)
     for step in range(max_new_tokens):
         next_id = pick_next(logits, temperature, top_k, generator)
-        tokens = torch.cat((tokens, next_id[:, None]), dim=1)
         if eos_id is not None:
+            next_id = next_id.masked_fill(done, eos_id)
             done |= next_id == eos_id
-            if done.all():
-                break
+        tokens = torch.cat((tokens, next_id[:, None]), dim=1)
+        if eos_id is not None and done.all():
+            break
         if step + 1 < max_new_tokens:
             logits = model(next_id[:, None] if use_cache else tokens, cache=cache)[:, -1]
-    t2 = time.perf_counter()
+    t2 = _clock(device)
+    model.train(was_training)
     return GenerationResult(tokens, tokens.shape[1] - prompt.shape[1], t1 - t0, t2 - t1)
+
+
+def _clock(device: torch.device) -> float:
+    """Wall time after the device has finished its queued work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()

@@ -48,7 +48,14 @@ class ModelCache:
     pos: int = 0
 
     def rollback(self, pos: int) -> None:
-        """Forget every token at position >= pos (e.g. drafted tokens the verifier rejected)."""
+        """Forget every token at position >= pos (e.g. drafted tokens the verifier rejected).
+
+        Checks every layer first, so a refused rollback leaves the whole cache as it was.
+        """
+        if not 0 <= pos <= self.pos:
+            raise ValueError(f"rollback position {pos} must be in 0..{self.pos} (the tokens seen so far)")
+        for layer_cache in self.layers:
+            layer_cache.check_rollback(pos)
         for layer_cache in self.layers:
             layer_cache.rollback(pos)
         self.pos = pos

@@ -1,7 +1,7 @@
 """The training loop: AdamW, warmup + cosine schedule, gradient clipping, periodic eval, checkpoints.
 
 Data are flat token streams (1-D LongTensors); batches of (B, T) windows are sampled from the train
-stream with a seeded generator, and validation covers the val stream in fixed windows. Checkpoints are
+stream with a seeded generator, and validation scores fixed windows spread over the whole val stream. Checkpoints are
 safetensors files holding the model, the optimizer moments, the step and the sampler state, so a
 resumed run continues exactly where it stopped.
 """
@@ -73,13 +73,15 @@ def make_optimizer(model: HybridLM, cfg: TrainConfig) -> torch.optim.AdamW:
 @torch.no_grad()
 def evaluate(model: HybridLM, val_ids: torch.Tensor, batch_size: int, seq_len: int,
              max_batches: int | None = None) -> float:
-    """Mean next-token cross-entropy (nats) over fixed windows of the val stream."""
+    """Mean next-token cross-entropy (nats) over fixed windows of the val stream.
+
+    With max_batches, max_batches * batch_size windows spread evenly over the whole stream are scored.
+    """
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
-    for i, (x, y) in enumerate(iter_eval_batches(val_ids, batch_size, seq_len)):
-        if max_batches is not None and i >= max_batches:
-            break
+    max_windows = None if max_batches is None else max_batches * batch_size
+    for x, y in iter_eval_batches(val_ids, batch_size, seq_len, max_windows):
         logits = model(x)
         total += torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
         count += y.numel()
@@ -164,7 +166,10 @@ def load_checkpoint(path, model, optimizer=None, generator=None) -> tuple[int, T
     except (SafetensorError, OSError) as err:
         raise ValueError(f"checkpoint {path} is not a readable safetensors file: {err}") from err
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # same names, other shapes
+        raise ValueError(f"checkpoint {path} does not fit this model: {err}") from err
     missing = [k for k in missing if not (k == "head.weight" and model.config.tie_embeddings)]
     if missing or unexpected:
         raise ValueError(f"checkpoint {path} does not fit this model: missing {missing}, unexpected {unexpected}")
@@ -172,7 +177,7 @@ def load_checkpoint(path, model, optimizer=None, generator=None) -> tuple[int, T
         for i, p in enumerate(_params(optimizer)):
             entries = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"optim.{i}.")}
             if entries:
-                entries = {k: (v.reshape(()) if k == "step" else v) for k, v in entries.items()}
+                entries = {k: (v.reshape(()) if k == "step" else v.to(p.device)) for k, v in entries.items()}
                 optimizer.state[p] = entries
     if generator is not None:
         generator.set_state(tensors["generator_state"])

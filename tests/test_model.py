@@ -35,7 +35,7 @@ def test_letter_pattern_and_specs():
 @pytest.mark.parametrize("ratio,n,expected", [
     ("1:1", 4, "SASA"), ("1:5", 12, "SSSASSSSSASS"), ("1:3", 8, "SSASSSAS"), ("1:0", 3, "AAA"),
 ])
-def test_ratio_pattern_spreads_attention_and_never_first(ratio, n, expected):
+def test_ratio_pattern_spreads_attention_evenly(ratio, n, expected):
     assert tiny(ratio, n_layers=n, other="S").pattern_string == expected
 
 
@@ -115,6 +115,52 @@ def test_skipped_layers_are_filled_by_a_later_full_pass():
         cache.rollback(20)
         verified = model(x[:, 20:25], cache=cache)
         torch.testing.assert_close(verified, model(x[:, :25])[:, 20:], atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+@pytest.mark.parametrize("window", [None, 6])
+def test_kernel_backends_match_sdpa_in_the_model(backend, window):
+    torch.manual_seed(0)
+    reference = HybridLM(tiny("AA", window=window)).eval()
+    kernel = HybridLM(tiny("AA", window=window, attn_backend=backend)).eval()
+    kernel.load_state_dict(reference.state_dict())
+    x = torch.randint(0, 61, (2, 30))
+    with torch.no_grad():
+        torch.testing.assert_close(kernel(x), reference(x), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(stepwise_logits(kernel, x, 11), reference(x), atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="attn_backend 'flash' is not one of sdpa"):
+        HybridLM(tiny(attn_backend="flash"))
+
+
+def test_window_cache_rolls_back_within_its_slack_after_wrapping():
+    torch.manual_seed(0)
+    model = HybridLM(tiny("S", window=16)).eval()  # ring of 16 + 64 slots
+    x = torch.randint(0, 61, (1, 150))
+    with torch.no_grad():
+        full = model(x)
+        cache = model.init_cache(1, 150)
+        model(x[:, :140], cache=cache)  # the ring has wrapped
+        cache.rollback(140 - 65)  # the oldest position still needed is exactly the oldest kept
+        torch.testing.assert_close(stepwise_logits_from(model, x, cache, 75), full[:, 75:], atol=2e-5, rtol=1e-4)
+
+
+def stepwise_logits_from(model, x, cache, start):
+    return torch.cat([model(x[:, t:t + 1], cache=cache) for t in range(start, x.shape[1])], 1)
+
+
+def test_refused_rollback_leaves_every_layer_as_it_was():
+    torch.manual_seed(0)
+    model = HybridLM(tiny("AS", window=16)).eval()
+    x = torch.randint(0, 61, (1, 150))
+    with torch.no_grad():
+        cache = model.init_cache(1, 150)
+        model(x[:, :140], cache=cache)
+        for bad in (140 - 66, -1, 141):
+            with pytest.raises(ValueError, match="cannot roll back|must be in 0..140"):
+                cache.rollback(bad)
+        assert cache.pos == 140 and [c.length for c in cache.layers] == [140, 140]
+        torch.testing.assert_close(model(x[:, 140:141], cache=cache), model(x[:, :141])[:, -1:],
+                                   atol=2e-5, rtol=1e-4)
 
 
 def test_cache_bytes_per_layer():

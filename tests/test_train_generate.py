@@ -1,11 +1,13 @@
 """Training loop (schedule, loss goes down, checkpoints resume exactly) and decoding."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 from minihybrid import HybridLM, ModelConfig
 from minihybrid.generate import generate, pick_next
-from minihybrid.train import TrainConfig, load_checkpoint, lr_at, train
+from minihybrid.train import TrainConfig, evaluate, load_checkpoint, lr_at, train
 
 
 def small_model(seed=0, pattern="AS"):
@@ -57,6 +59,15 @@ def test_checkpoint_resume_is_exact(tmp_path):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
 
 
+def test_capped_evaluation_spreads_windows_over_the_whole_stream():
+    model = small_model()
+    stream = torch.cat([periodic_stream(2000), torch.full((2000,), 30)])  # the second half is different
+    head_only = evaluate(model, stream[:2000], batch_size=2, seq_len=16, max_batches=4)
+    spread = evaluate(model, stream, batch_size=2, seq_len=16, max_batches=4)
+    everything = evaluate(model, stream, batch_size=2, seq_len=16)
+    assert abs(spread - everything) < abs(head_only - everything)
+
+
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not a safetensors file at all")
@@ -102,3 +113,22 @@ def test_eos_stops_and_bad_arguments_raise():
         generate(model, prompt, 200)
     with pytest.raises(ValueError, match="temperature"):
         generate(model, prompt, 2, temperature=-1)
+
+
+class Scripted(torch.nn.Module):
+    """A stand-in model whose greedy choice at position t of row b is script[b, t]."""
+
+    def __init__(self, script):
+        super().__init__()
+        self.script = script
+        self.config = SimpleNamespace(max_seq_len=script.shape[1])
+
+    def forward(self, idx, cache=None):
+        return torch.nn.functional.one_hot(self.script[:, : idx.shape[1]], 10).float()
+
+
+def test_finished_rows_are_padded_with_eos():
+    eos = 0
+    script = torch.tensor([[5, 0, 7, 7, 7, 7, 7, 7], [5, 6, 6, 6, 0, 8, 8, 8]])  # row 0 ends first
+    out = generate(Scripted(script), torch.tensor([[1], [1]]), 6, eos_id=eos, use_cache=False)
+    assert out.tokens.tolist() == [[1, 5, 0, eos, eos, eos], [1, 5, 6, 6, 6, 0]]  # unpadded: 7s

@@ -60,15 +60,19 @@ def sample_batch(
 
 
 def iter_eval_batches(
-    ids: torch.Tensor, batch_size: int, seq_len: int
+    ids: torch.Tensor, batch_size: int, seq_len: int, max_windows: int | None = None
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Cover the stream ids (N,) in order with non-overlapping windows: yields x, y of shape (<=B, T).
 
     Window w is x = ids[w*T : (w+1)*T] and y = ids[w*T + 1 : (w+1)*T + 1]; there are (N - 1) // T windows
-    (the last batch may be smaller), and the tail that does not fill a window is left out.
+    (the last batch may be smaller), and the tail that does not fill a window is left out. With
+    max_windows, only that many windows, spread evenly over the stream, are yielded.
     """
     _check_stream(ids, batch_size, seq_len)
     num_windows = (ids.numel() - 1) // seq_len
     x = ids[: num_windows * seq_len].reshape(num_windows, seq_len)
     y = ids[1 : num_windows * seq_len + 1].reshape(num_windows, seq_len)
+    if max_windows is not None and max_windows < num_windows:
+        keep = torch.linspace(0, num_windows - 1, max_windows).round().long()
+        x, y, num_windows = x[keep], y[keep], max_windows
     return ((x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, num_windows, batch_size))

@@ -5,7 +5,9 @@ Dimensions: B batch, T new tokens, Tk keys attended, Hq query heads, Hkv key/val
 
 The attention itself runs through `torch.nn.functional.scaled_dot_product_attention` ("sdpa", with
 autograd, the default) or, for inference, any backend of `minihybrid.kernels.attention` ("torch" =
-the readable reference, "numba", "cuda", "auto"), chosen by `ModelConfig.attn_backend`.
+the readable reference, "numba", "cuda", "auto"), chosen by `ModelConfig.attn_backend`. A windowed
+decode cache is a ring buffer whose keys are not in position order; it always goes through SDPA with a
+mask built from the keys' positions.
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from minihybrid.kernels.attention import BACKENDS
 from minihybrid.kernels.attention import attention as attention_kernel
-from minihybrid.kernels.attention.reference import attention_mask
+from minihybrid.kernels.attention.reference import attention_mask, position_mask
 from minihybrid.layers import register
 from minihybrid.layers.cache import KVCache
 from minihybrid.layers.rope import Rotary
+
+ATTN_BACKENDS = ("sdpa", *BACKENDS)
 
 
 @register("A")
@@ -33,6 +38,8 @@ class Attention(nn.Module):
         if self.window is not None and self.window < 1:
             raise ValueError(f"window must be >= 1 token, got {self.window}")
         self.backend = config.attn_backend
+        if self.backend not in ATTN_BACKENDS:
+            raise ValueError(f"attn_backend {self.backend!r} is not one of {', '.join(ATTN_BACKENDS)}")
         d = config.d_model
         self.q_proj = nn.Linear(d, self.n_heads * self.head_dim, bias=False)
         self.k_proj = nn.Linear(d, self.n_kv_heads * self.head_dim, bias=False)
@@ -56,8 +63,8 @@ class Attention(nn.Module):
     def _attend(self, q, k, v, key_pos, start_pos):
         tq, tk = q.shape[2], k.shape[2]
         if key_pos is not None:  # windowed ring buffer: keys in slot order, mask by absolute position
-            q_pos = torch.arange(start_pos, start_pos + tq, device=q.device)[:, None]
-            mask = (key_pos[None, :] <= q_pos) & (q_pos - key_pos[None, :] < self.window)
+            q_pos = torch.arange(start_pos, start_pos + tq, device=q.device)
+            mask = position_mask(q_pos, key_pos, causal=True, window=self.window)
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
         if self.backend != "sdpa":
             return attention_kernel(q.contiguous(), k.contiguous(), v.contiguous(), causal=True,
@@ -83,4 +90,4 @@ class SlidingWindowAttention(Attention):
     """Attention limited to a local window (default: the config's window, else 64 tokens)."""
 
     def __init__(self, config, layer_idx: int, window: int | None = None):
-        super().__init__(config, layer_idx, window=window or config.window or 64)
+        super().__init__(config, layer_idx, window=window if window is not None else config.window or 64)

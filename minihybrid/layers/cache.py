@@ -1,8 +1,9 @@
 """Per-layer decode caches.
 
-Every cache is written at explicit absolute positions (the model passes `start_pos`), so a layer that
-was skipped for some tokens (layer skipping) simply has a gap that the next full pass over those
-tokens fills, and `rollback(pos)` forgets everything at positions >= pos (speculative decoding).
+Every KV cache is written at explicit absolute positions (the model passes `start_pos`), so a layer
+that was skipped for some tokens (layer skipping) simply has a gap that the next full pass over those
+tokens fills, and `rollback(pos)` forgets everything at positions >= pos (speculative decoding);
+`check_rollback(pos)` raises beforehand when that is impossible.
 
     KVCache        attention keys/values, (B, Hkv, capacity, D) each; a ring buffer when windowed
     RecurrentState a fixed-size state (for SSM / linear-attention mixers added in later modules)
@@ -76,11 +77,20 @@ class KVCache:
         self.length = end
         return keys, values, key_pos
 
+    def check_rollback(self, pos: int) -> None:
+        """Raise ValueError unless rollback(pos) can restore the cache exactly."""
+        if self.window is None:
+            return
+        oldest_kept = self.length - self.capacity  # the ring overwrote every position below this
+        oldest_needed = pos - self.window + 1  # the token at pos sees keys oldest_needed..pos-1
+        if oldest_needed > 0 and oldest_needed < oldest_kept:
+            raise ValueError(f"cannot roll back to {pos}: the window cache already overwrote position "
+                             f"{oldest_needed} (it keeps {KVCache.SLACK} tokens of slack)")
+
     def rollback(self, pos: int) -> None:
         """Forget positions >= pos."""
+        self.check_rollback(pos)
         if self.window is not None:
-            if self.length - pos > self.capacity - self.window and self.length > self.capacity:
-                raise ValueError(f"cannot roll back to {pos}: the window cache already overwrote it")
             self.key_pos[self.key_pos >= pos] = -1
         self.length = min(self.length, pos)
 
@@ -88,8 +98,9 @@ class KVCache:
 class RecurrentState:
     """A fixed-size recurrent state (e.g. an SSM's (B, H, N, P) state) with snapshots for rollback.
 
-    Mixers with a recurrent state update `state` in place token by token; `snapshot(pos)` remembers the
-    state after position pos-1 so that `rollback(pos)` can restore it.
+    Mixers with a recurrent state update `tensors` in place and advance `length`; `snapshot()` remembers
+    the state at the current length so that `rollback(length)` can restore it later. Unlike a KV cache,
+    a state cannot be refilled for tokens a skipped layer missed: layer skipping must not skip such layers.
     """
 
     def __init__(self, **tensors: torch.Tensor):
@@ -104,11 +115,14 @@ class RecurrentState:
     def snapshot(self) -> None:
         self._snapshots[self.length] = {k: t.clone() for k, t in self.tensors.items()}
 
+    def check_rollback(self, pos: int) -> None:
+        if pos != self.length and pos not in self._snapshots:
+            raise ValueError(f"no snapshot at position {pos}; call snapshot() before decoding past it")
+
     def rollback(self, pos: int) -> None:
+        self.check_rollback(pos)
         if pos == self.length:
             return
-        if pos not in self._snapshots:
-            raise ValueError(f"no snapshot at position {pos}; call snapshot() before decoding past it")
         for name, saved in self._snapshots[pos].items():
             self.tensors[name].copy_(saved)
         self._snapshots = {p: s for p, s in self._snapshots.items() if p <= pos}

@@ -10,20 +10,24 @@ from __future__ import annotations
 import torch
 
 
-def attention_mask(tq: int, tk: int, causal: bool, window: int | None, device=None) -> torch.Tensor:
-    """Boolean (tq, tk) mask, True where query i may attend to key j.
+def position_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, causal: bool, window: int | None) -> torch.Tensor:
+    """Boolean (Tq, Tk) mask from absolute positions q_pos (Tq,) and k_pos (Tk,): True = may attend.
 
-    Query i sits at position p = tk - tq + i. Causal: keys j <= p. Window w: keys j > p - w, i.e. the w
-    most recent keys including itself (applied on top of ``causal``; without causal it bounds only the past).
+    Causal: keys at positions <= the query's. Window w: keys at positions > p - w, i.e. the w most recent
+    keys including itself (applied on top of ``causal``; without causal it bounds only the past).
     """
-    pos_q = torch.arange(tk - tq, tk, device=device)[:, None]
-    pos_k = torch.arange(tk, device=device)[None, :]
-    mask = torch.ones(tq, tk, dtype=torch.bool, device=device)
+    q_pos, k_pos = q_pos[:, None], k_pos[None, :]
+    mask = torch.ones(q_pos.shape[0], k_pos.shape[1], dtype=torch.bool, device=q_pos.device)
     if causal:
-        mask &= pos_k <= pos_q
+        mask &= k_pos <= q_pos
     if window is not None:
-        mask &= pos_k > pos_q - window
+        mask &= k_pos > q_pos - window
     return mask
+
+
+def attention_mask(tq: int, tk: int, causal: bool, window: int | None, device=None) -> torch.Tensor:
+    """Boolean (tq, tk) mask for keys at positions 0..tk-1 and queries aligned to the end (tk - tq + i)."""
+    return position_mask(torch.arange(tk - tq, tk, device=device), torch.arange(tk, device=device), causal, window)
 
 
 def attention_reference(q, k, v, causal: bool = True, window: int | None = None, scale: float | None = None):
