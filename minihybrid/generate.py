@@ -67,7 +67,7 @@ def generate(model: HybridLM, prompt: torch.Tensor, max_new_tokens: int, *, temp
     cache = model.init_cache(prompt.shape[0], total) if use_cache else None
     done = torch.zeros(prompt.shape[0], dtype=torch.bool, device=device)
     t0 = _clock(device)
-    logits = model(prompt, cache=cache)[:, -1]
+    logits = model(prompt, cache=cache, last_only=True)[:, -1]
     t1 = _clock(device)
     for step in range(max_new_tokens):
         next_id = pick_next(logits, temperature, top_k, generator)
@@ -78,7 +78,7 @@ def generate(model: HybridLM, prompt: torch.Tensor, max_new_tokens: int, *, temp
         if eos_id is not None and done.all():
             break
         if step + 1 < max_new_tokens:
-            logits = model(next_id[:, None] if use_cache else tokens, cache=cache)[:, -1]
+            logits = model(next_id[:, None] if use_cache else tokens, cache=cache, last_only=True)[:, -1]
     t2 = _clock(device)
     model.train(was_training)
     return GenerationResult(tokens, tokens.shape[1] - prompt.shape[1], t1 - t0, t2 - t1)

@@ -13,12 +13,62 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 GRADED = ROOT / "tests" / "graded"
 # No .pytest_cache; and nbmake's plugin, which graded tests do not use, takes seconds to import.
 PYTEST_PLUGINS_OFF = ("-p", "no:cacheprovider", "-p", "no:nbmake")
+
+
+class PytestError(RuntimeError):
+    """pytest could not run the graded tests (collection or usage error, crash, timeout, no report)."""
+
+    def __init__(self, message: str, returncode: int | None = None, output: str = ""):
+        super().__init__(message)
+        self.returncode, self.output = returncode, output
+
+
+def run_graded(
+    impl: str,
+    extra_args: tuple[str, ...] = (),
+    exercise: str | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float | None = None,
+) -> list[dict]:
+    """Run tests/graded in a pytest subprocess with MINIHYBRID_IMPL=impl (and `env` added to the environment).
+
+    Returns a dict per graded test that ran: id, exercise, points, outcome, exception and message (see
+    tests/conftest.py). Raises PytestError when pytest could not run the tests or wrote no report.
+    """
+    command = [sys.executable, "-m", "pytest", str(GRADED), "-q", "--tb=no", *PYTEST_PLUGINS_OFF, *extra_args]
+    if exercise:
+        command += ["--grade-exercise", exercise]
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "grade.json"
+        try:
+            proc = subprocess.run(
+                [*command, "--grade-json", str(report)],
+                check=False,
+                cwd=ROOT,
+                env={**os.environ, **(env or {}), "MINIHYBRID_IMPL": impl},
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired as error:
+            raise PytestError(f"pytest timed out after {error.timeout:g}s") from error
+        output = proc.stdout + proc.stderr
+        last = " | ".join([line.strip() for line in output.splitlines() if line.strip()][-3:])
+        if proc.returncode not in (0, 1):  # 0: all passed, 1: some failed, others: the tests could not run
+            problem = f"exited with status {proc.returncode}"
+        elif not report.is_file():  # e.g. a plugin or conftest crash before the session finished
+            problem = f"wrote no report (exit status {proc.returncode})"
+        else:
+            return json.loads(report.read_text())["tests"]
+        raise PytestError(f"pytest {problem}: {last}", proc.returncode, output)
 
 
 def summarize(tests: list[dict]) -> dict[str, dict]:
@@ -67,23 +117,19 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
 
-    report_path = args.json.resolve()
-    command = [sys.executable, "-m", "pytest", str(GRADED), "-q", "--tb=no", *PYTEST_PLUGINS_OFF]
-    command += ["--grade-json", str(report_path)]
-    if args.exercise:
-        command += ["--grade-exercise", args.exercise]
-    env = {**os.environ, "MINIHYBRID_IMPL": args.impl}
-    proc = subprocess.run(command, check=False, cwd=ROOT, env=env, capture_output=True, text=True)
-    if proc.returncode == 5:
-        print(f"error: no graded tests found for exercise {args.exercise!r}", file=sys.stderr)
-        return 2
-    if proc.returncode not in (0, 1):  # 0: all passed, 1: some failed, others: the tests could not run
-        print(proc.stdout + proc.stderr, file=sys.stderr)
-        print(f"error: the graded tests could not run (exit status {proc.returncode})", file=sys.stderr)
+    try:
+        tests = run_graded(args.impl, exercise=args.exercise)
+    except PytestError as error:
+        if error.returncode == 5:
+            print(f"error: no graded tests found for exercise {args.exercise!r}", file=sys.stderr)
+        else:
+            print("\n".join(error.output.splitlines()[-30:]), file=sys.stderr)  # pytest's last words
+            print(f"error: the graded tests could not run ({error})", file=sys.stderr)
         return 2
 
-    report = json.loads(report_path.read_text())
-    report["summary"] = summarize(report["tests"])
+    report = {"impl": args.impl, "tests": tests, "summary": summarize(tests)}
+    report_path = args.json.resolve()
+    report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"Grading {args.impl}/ (MINIHYBRID_IMPL={args.impl})\n")
     print(format_table(report["summary"]))

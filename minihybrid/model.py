@@ -82,8 +82,8 @@ class HybridLM(nn.Module):
             nn.init.normal_(module.weight, std=self.config.init_std)
 
     def forward(self, idx: torch.Tensor, cache: ModelCache | None = None,
-                skip_layers: Iterable[int] | None = None, return_hidden: bool = False):
-        """idx: (B, T) token ids -> logits (B, T, V).
+                skip_layers: Iterable[int] | None = None, return_hidden: bool = False, last_only: bool = False):
+        """idx: (B, T) token ids -> logits (B, T, V), or (B, 1, V) for the last position with last_only.
 
         cache: continue from `cache.pos` and store this call's tokens (advances `cache.pos` by T).
         skip_layers: block indices to leave out (their residual passes through unchanged).
@@ -105,7 +105,7 @@ class HybridLM(nn.Module):
             hidden.append(x)
         if cache is not None:
             cache.pos = start_pos + idx.shape[1]
-        logits = self.head(self.norm(x))
+        logits = self.head(self.norm(x[:, -1:] if last_only else x))
         return (logits, hidden) if return_hidden else logits
 
     def init_cache(self, batch: int = 1, max_len: int | None = None) -> ModelCache:

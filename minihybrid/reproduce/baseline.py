@@ -20,7 +20,7 @@ from minihybrid.data import ByteTokenizer, corpus_text, load_shakespeare
 from minihybrid.model import HybridLM
 from minihybrid.reproduce import Section, markdown_table
 from minihybrid.runtime import pick
-from minihybrid.train import TrainConfig, evaluate, train
+from minihybrid.train import TrainConfig, train
 
 
 def tiny_config() -> ModelConfig:
@@ -47,18 +47,17 @@ def run(fig_dir: Path, seed: int = 0) -> Section:
     tiny = HybridLM(tiny_config())
     cfg = train_config(seed)
     history = train(tiny, train_ids, val_ids, cfg)
-    tiny_val = evaluate(tiny, val_ids, cfg.batch_size, cfg.seq_len, max_batches=pick(2, 64))
-
+    chunks = spread_chunks(val_text, n_chunks=pick(2, 24), chunk_chars=pick(400, 2000))
+    tiny_nll, tiny_bpb, _ = score_text(tiny, tok, chunks, window=cfg.seq_len)
     smol, smol_tok = load_smollm2()
-    smol_nll, smol_bpb, smol_tokens = bpe_eval(smol, smol_tok, val_text, window=pick(128, 512),
-                                               n_windows=pick(2, 48))
+    smol_nll, smol_bpb, smol_tokens = score_text(smol, smol_tok, chunks, window=512)
     speed = compare_decode_speed(n_new=pick(16, 64), repeats=pick(1, 3))
 
     curve = fig_dir / "baseline_loss.png"
     plot_curve(history, curve)
     rows = [
         ["tiny HybridLM (bytes)", f"{tiny.num_params(non_embedding=False) / 1e6:.2f}M", "byte",
-         f"{tiny_val:.3f}", f"{math.exp(tiny_val):.2f}", f"{tiny_val / math.log(2):.3f}"],
+         f"{tiny_nll:.3f}", f"{math.exp(tiny_nll):.2f}", f"{tiny_bpb:.3f}"],
         ["SmolLM2-135M-Instruct (Q4_1 GGUF)", f"{smol.num_params(non_embedding=False) / 1e6:.1f}M", "BPE token",
          f"{smol_nll:.3f}", f"{math.exp(smol_nll):.2f}", f"{smol_bpb:.3f}"],
     ]
@@ -66,12 +65,13 @@ def run(fig_dir: Path, seed: int = 0) -> Section:
         (f"Shakespeare, held-out works ({len(splits['validation'])} of "
          f"{len(splits['train']) + len(splits['validation'])}); tiny model: {cfg.steps} steps of "
          f"{cfg.batch_size}x{cfg.seq_len} bytes, {history.tokens_per_second:,.0f} train tokens/s; "
-         f"SmolLM2 scored on {smol_tokens:,} tokens."),
+         f"both models scored on the same {len(chunks)} passages of {sum(map(len, chunks)):,} characters "
+         f"spread over the held-out works ({smol_tokens:,} SmolLM2 tokens)."),
         markdown_table(["model", "params", "unit", "val NLL (nats/unit)", "perplexity", "bits per byte"], rows),
         "Greedy decoding of SmolLM2 on this CPU, same prompt, both with a KV cache, median of repeats:",
         markdown_table(["engine", "tokens/s", "same tokens"], [
-            ["minihybrid", f"{speed['minihybrid_tps']:.1f}", ""],
-            ["transformers", f"{speed['transformers_tps']:.1f}", ""],
+            ["minihybrid", f"{speed['minihybrid_tok_s']:.1f}", ""],
+            ["transformers", f"{speed['transformers_tok_s']:.1f}", ""],
             ["ratio minihybrid / transformers", f"**{speed['ratio']:.2f}** (target >= 1.0)",
              str(speed["tokens_match"])],
         ]),
@@ -80,21 +80,28 @@ def run(fig_dir: Path, seed: int = 0) -> Section:
                    [(curve, "Tiny byte-level HybridLM on Shakespeare: train and validation loss")])
 
 
-@torch.no_grad()
-def bpe_eval(model: HybridLM, tokenizer, text: str, window: int, n_windows: int) -> tuple[float, float, int]:
-    """Mean NLL per token and bits per byte over the first n_windows non-overlapping windows of `text`.
+def spread_chunks(text: str, n_chunks: int, chunk_chars: int) -> list[str]:
+    """n_chunks passages of chunk_chars characters taken at evenly spaced offsets of text."""
+    step = max(1, (len(text) - chunk_chars) // max(1, n_chunks - 1))
+    return [text[i * step: i * step + chunk_chars] for i in range(n_chunks)]
 
-    Returns (nats per token, bits per byte, tokens scored).
+
+@torch.no_grad()
+def score_text(model: HybridLM, tokenizer, chunks: list[str], window: int) -> tuple[float, float, int]:
+    """Next-token NLL of `model` over each chunk, in non-overlapping windows of at most `window` tokens.
+
+    Works for any tokenizer with encode/decode, so a byte model and a BPE model are scored on the same
+    text. Returns (nats per token, bits per byte of the scored text, tokens scored).
     """
-    ids = torch.tensor(tokenizer.encode(text[: n_windows * window * 8]))
-    n_windows = min(n_windows, (ids.numel() - 1) // window)
-    nats, scored_bytes = 0.0, 0
-    for i in range(n_windows):
-        chunk = ids[i * window: (i + 1) * window + 1]
-        logits = model(chunk[None, :-1])
-        nats += torch.nn.functional.cross_entropy(logits[0], chunk[1:], reduction="sum").item()
-        scored_bytes += len(tokenizer.decode(chunk[1:].tolist()).encode("utf-8"))
-    tokens = n_windows * window
+    nats, tokens, scored_bytes = 0.0, 0, 0
+    for chunk in chunks:
+        ids = torch.tensor(tokenizer.encode(chunk))
+        for start in range(0, ids.numel() - 1, window):
+            piece = ids[start: start + window + 1]
+            logits = model(piece[None, :-1])
+            nats += torch.nn.functional.cross_entropy(logits[0], piece[1:], reduction="sum").item()
+            tokens += piece.numel() - 1
+            scored_bytes += len(tokenizer.decode(piece[1:].tolist()).encode("utf-8"))
     return nats / tokens, nats / math.log(2) / scored_bytes, tokens
 
 

@@ -3,14 +3,15 @@
 Outputs are pre-filled with NaN so that any element a kernel forgets to write fails the comparison.
 """
 
-import os
+import contextlib
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from minihybrid.kernels.attention import attention, attention_mask, attention_reference
+from minihybrid.kernels.attention import attention, attention_mask, attention_reference, cpu
 from minihybrid.kernels.attention.cpu import attention_cpu
+from minihybrid.runtime import simulator_enabled
 
 TOL = {  # per-dtype tolerance of a fast path against the reference
     torch.float32: {"atol": 2e-5, "rtol": 1e-4},
@@ -84,14 +85,39 @@ def test_torch_backend_matches_sdpa():
     torch.testing.assert_close(attention(q, k, v, backend="torch"), ref, atol=1e-12, rtol=1e-10)
 
 
-def test_auto_backend():
-    q, k, v = _qkv(1, 4, 2, 20, 20, 16)
-    torch.testing.assert_close(attention(q, k, v), attention_reference(q, k, v), **TOL[torch.float32])
-    half = attention(*(t.half() for t in (q, k, v)))  # no fast path: falls back to the reference
-    assert half.dtype == torch.float16
-    q.requires_grad_(True)  # autograd needed: falls back to the differentiable reference
-    attention(q, k, v).sum().backward()
-    assert q.grad is not None and torch.isfinite(q.grad).all()
+@pytest.fixture
+def numba_calls(monkeypatch):
+    """Records each run of the Numba CPU kernel (attention() imports it from cpu.py at call time)."""
+    calls = []
+
+    def recording(*args, **kwargs):
+        calls.append(args)
+        return attention_cpu(*args, **kwargs)
+
+    monkeypatch.setattr(cpu, "attention_cpu", recording)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "prepare, mode, expected",
+    [
+        (lambda t: t, contextlib.nullcontext, "numba"),
+        (lambda t: t.requires_grad_(), torch.no_grad, "numba"),  # no autograd in no_grad mode
+        (lambda t: t.requires_grad_(), contextlib.nullcontext, "torch"),  # autograd needs the reference
+        (lambda t: t.transpose(2, 3).contiguous().transpose(2, 3), contextlib.nullcontext, "torch"),
+        (lambda t: t.half(), contextlib.nullcontext, "torch"),  # no fast path for float16
+    ],
+    ids=["float32", "requires-grad-no-grad-mode", "requires-grad", "non-contiguous", "float16"],
+)
+def test_auto_backend(numba_calls, prepare, mode, expected):
+    q, k, v = (prepare(t) for t in _qkv(1, 4, 2, 20, 20, 16))
+    with mode():
+        out = attention(q, k, v)
+    assert len(numba_calls) == (expected == "numba")
+    torch.testing.assert_close(out, attention_reference(q, k, v), **TOL.get(q.dtype, {}))
+    if out.requires_grad:  # the differentiable reference ran
+        out.sum().backward()
+        assert torch.isfinite(q.grad).all()
 
 
 def _bad_inputs():
@@ -124,7 +150,7 @@ def test_validation_errors(name, change, match):
         attention(args.pop("q"), args.pop("k"), args.pop("v"), **args)
 
 
-@pytest.mark.skipif(os.environ.get("NUMBA_ENABLE_CUDASIM") == "1", reason="the simulator takes CPU tensors")
+@pytest.mark.skipif(simulator_enabled(), reason="the simulator takes CPU tensors")
 def test_cuda_backend_rejects_cpu_tensors():
     with pytest.raises(ValueError, match="needs CUDA tensors"):
         attention(*_qkv(1, 2, 2, 4, 4, 8), backend="cuda")

@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import functools
 import numbers
-import os
 
 import torch
 
 from minihybrid.kernels.attention.cuda import MAX_HEAD_DIM as _CUDA_MAX_HEAD_DIM
 from minihybrid.kernels.attention.cuda import attention_cuda
 from minihybrid.kernels.attention.reference import attention_mask, attention_reference
+from minihybrid.runtime import simulator_enabled
 
 __all__ = ["BACKENDS", "attention", "attention_mask", "attention_reference"]
 
@@ -46,10 +46,6 @@ _DTYPES = {
 }
 
 
-def _simulator_enabled() -> bool:
-    return os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
-
-
 @functools.cache
 def _numba_cuda_available() -> bool:
     """True when numba.cuda can run kernels here (a real GPU, or the simulator)."""
@@ -57,7 +53,7 @@ def _numba_cuda_available() -> bool:
         from numba import cuda
     except ImportError:
         return False
-    return _simulator_enabled() or cuda.is_available()
+    return simulator_enabled() or cuda.is_available()
 
 
 def _needs_grad(*tensors) -> bool:
@@ -135,7 +131,7 @@ def _validate(q, k, v, causal, window, scale, backend, out) -> str:
     if backend == "numba" and q.device.type != "cpu":
         raise ValueError(f"backend 'numba' needs CPU tensors, got device {q.device}")
     if backend == "cuda":
-        if q.device.type == "cpu" and not _simulator_enabled():
+        if q.device.type == "cpu" and not simulator_enabled():
             raise ValueError("backend 'cuda' needs CUDA tensors (or CPU tensors with NUMBA_ENABLE_CUDASIM=1)")
         if q.device.type not in ("cpu", "cuda"):
             raise ValueError(f"backend 'cuda' needs CUDA tensors, got device {q.device}")
