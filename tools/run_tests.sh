@@ -15,9 +15,13 @@ step() {
   fi
 }
 
+step "lint (ruff)" $PY -m ruff check .
 step "grader: exercises in sync, solutions pass, exercises fail with NotImplementedError, mutants caught" \
   $PY tools/check_grader.py
 step "numba.cuda kernels under the simulator (own process)" \
   env NUMBA_ENABLE_CUDASIM=1 $PY -m pytest -q -p no:cacheprovider -m cudasim tests/kernels
+if $PY -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
+  step "numba.cuda kernels on the real GPU" $PY -m pytest -q -p no:cacheprovider -m cudasim tests/kernels
+fi
 step "library, kernels, data, pretrained oracle, notebooks (fast mode)" \
   $PY -m pytest -q -p no:cacheprovider -m "not cudasim" --ignore=tests/graded --nbmake notebooks tests
