@@ -45,7 +45,7 @@ def cmd_generate(args) -> None:
     ids = torch.tensor([tok.encode(prompt)])
     out = generate(model, ids, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                    eos_id=tok.eos_id, seed=args.seed)
-    print(tok.decode(out.tokens[0, ids.shape[1]:].tolist()))
+    print(tok.decode(out.tokens[0, ids.shape[1]:].tolist(), skip_special_tokens=True))
     print(f"[{out.new_tokens} tokens, {out.tokens_per_second:.1f} tokens/s]", file=sys.stderr)
 
 

@@ -6,7 +6,7 @@ A hybrid model is a stack of blocks; each block has one token mixer, named by a 
 
     pattern="AASAAS"           one letter per block
     pattern="1:5", n_layers=12 attention:other ratio, attention blocks spread evenly through the middle
-    pattern=[LayerSpec("A"), LayerSpec("A", {"window": 64})]   explicit specs with per-layer options
+    pattern=[LayerSpec("A"), LayerSpec("S", {"window": 16})]   explicit specs with per-layer options
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class ModelConfig:
     rope_base: float = 10000.0
     norm_eps: float = 1e-5
     tie_embeddings: bool = True
-    window: int | None = None  # sliding window of every attention layer (None: full causal)
+    window: int = 64  # tokens seen by each query of an "S" (sliding-window) block, itself included
     attn_backend: str = "sdpa"  # "sdpa" (autograd) or a kernels.attention backend for inference
     init_std: float = 0.02
     layers: list[LayerSpec] = field(init=False)

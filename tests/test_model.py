@@ -57,14 +57,16 @@ def test_bad_patterns_raise(pattern, n_layers, match):
         tiny(pattern, n_layers=n_layers, other="S")
 
 
-def test_bad_heads_raise():
+def test_bad_heads_and_windows_raise():
     with pytest.raises(ValueError, match="multiple of n_kv_heads"):
         tiny(n_heads=4, n_kv_heads=3)
+    with pytest.raises(ValueError, match="window must be >= 1"):
+        HybridLM(tiny([LayerSpec("S", {"window": 0})]))
 
 
 # --- forward, caches, skipping --------------------------------------------------------------------
 
-@pytest.mark.parametrize("pattern,window", [("AA", None), ("AS", None), ("AA", 5)])
+@pytest.mark.parametrize("pattern,window", [("AA", 64), ("AS", 64), ("SS", 5)])
 def test_cached_decoding_matches_full_forward(pattern, window):
     torch.manual_seed(0)
     model = HybridLM(tiny(pattern, window=window)).eval()
@@ -77,7 +79,7 @@ def test_cached_decoding_matches_full_forward(pattern, window):
 
 def test_window_changes_the_output_only_past_the_window():
     torch.manual_seed(0)
-    full_cfg, win_cfg = tiny("A"), tiny("A", window=8)
+    full_cfg, win_cfg = tiny("A"), tiny("S", window=8)
     full, win = HybridLM(full_cfg).eval(), HybridLM(win_cfg).eval()
     win.load_state_dict(full.state_dict())
     x = torch.randint(0, 61, (1, 20))
@@ -118,11 +120,11 @@ def test_skipped_layers_are_filled_by_a_later_full_pass():
 
 
 @pytest.mark.parametrize("backend", ["torch", "numba"])
-@pytest.mark.parametrize("window", [None, 6])
-def test_kernel_backends_match_sdpa_in_the_model(backend, window):
+@pytest.mark.parametrize("pattern", ["AA", "SS"])
+def test_kernel_backends_match_sdpa_in_the_model(backend, pattern):
     torch.manual_seed(0)
-    reference = HybridLM(tiny("AA", window=window)).eval()
-    kernel = HybridLM(tiny("AA", window=window, attn_backend=backend)).eval()
+    reference = HybridLM(tiny(pattern, window=6)).eval()
+    kernel = HybridLM(tiny(pattern, window=6, attn_backend=backend)).eval()
     kernel.load_state_dict(reference.state_dict())
     x = torch.randint(0, 61, (2, 30))
     with torch.no_grad():
@@ -164,7 +166,7 @@ def test_refused_rollback_leaves_every_layer_as_it_was():
 
 
 def test_cache_bytes_per_layer():
-    model = HybridLM(tiny("AS", head_dim=8))
+    model = HybridLM(tiny("AS", head_dim=8))  # S: the default 64-token window
     per_token = 2 * 2 * 8 * 4  # K and V, 2 kv heads, head dim 8, float32
     assert model.cache_bytes(1000) == [1000 * per_token, (64 + 64) * per_token]
     cache = model.init_cache(1, 1000)

@@ -12,8 +12,7 @@ from minihybrid.train import TrainConfig, evaluate, load_checkpoint, lr_at, trai
 
 def small_model(seed=0, pattern="AS"):
     torch.manual_seed(seed)
-    return HybridLM(ModelConfig(vocab_size=32, d_model=32, n_heads=2, pattern=pattern, max_seq_len=128,
-                                window=None))
+    return HybridLM(ModelConfig(vocab_size=32, d_model=32, n_heads=2, pattern=pattern, max_seq_len=128))
 
 
 def periodic_stream(n, period=7):

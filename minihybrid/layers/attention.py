@@ -28,14 +28,15 @@ ATTN_BACKENDS = ("sdpa", *BACKENDS)
 
 @register("A")
 class Attention(nn.Module):
-    """Causal multi-head / grouped-query attention; `window` (tokens, incl. the current one) limits the view."""
+    """Causal multi-head / grouped-query attention; a per-layer `window` option (tokens, incl. the current
+    one) limits the view, e.g. LayerSpec("A", {"window": 128})."""
 
     def __init__(self, config, layer_idx: int, window: int | None = None):
         super().__init__()
         self.layer_idx = layer_idx
         self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.n_kv_heads, config.head_dim
-        self.window = window if window is not None else config.window
-        if self.window is not None and self.window < 1:
+        self.window = window
+        if window is not None and window < 1:
             raise ValueError(f"window must be >= 1 token, got {self.window}")
         self.backend = config.attn_backend
         if self.backend not in ATTN_BACKENDS:
@@ -87,7 +88,7 @@ class Attention(nn.Module):
 
 @register("S")
 class SlidingWindowAttention(Attention):
-    """Attention limited to a local window (default: the config's window, else 64 tokens)."""
+    """Attention limited to a local window: the layer's `window` option, else `ModelConfig.window`."""
 
     def __init__(self, config, layer_idx: int, window: int | None = None):
-        super().__init__(config, layer_idx, window=window if window is not None else config.window or 64)
+        super().__init__(config, layer_idx, window=window if window is not None else config.window)
