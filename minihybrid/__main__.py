@@ -13,7 +13,8 @@ def cmd_reproduce(args) -> None:
         os.environ["MINIHYBRID_FAST"] = "1"
     from minihybrid.reproduce.report import run_all
 
-    run_all(Path(args.out), only=args.only, seed=args.seed)
+    out = args.out or ("build/report-fast" if args.fast else "results")
+    run_all(Path(out), only=args.only, seed=args.seed)
 
 
 def cmd_train(args) -> None:
@@ -63,7 +64,8 @@ def main(argv=None) -> None:
     p = sub.add_parser("reproduce", help="run the registered reproductions and write results/REPORT.md")
     p.add_argument("--fast", action="store_true", help="tiny configurations (minutes, for smoke tests)")
     p.add_argument("--only", nargs="+", metavar="NAME", help="run only these reproductions")
-    p.add_argument("--out", default="results", help="output folder (default: results)")
+    p.add_argument("--out", default=None,
+                   help="output folder (default: results, or build/report-fast with --fast)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_reproduce)
 

@@ -69,8 +69,11 @@ def open_gguf(path: str | Path) -> GGUFReader:
         raise FileNotFoundError(f"no GGUF file at {path}")
     try:
         reader = GGUFReader(path)
+    except OSError:
+        raise
     except Exception as e:  # the reader fails with ValueError, IndexError, ... on corrupt input
-        raise ValueError(f"{path} is not a readable GGUF file (corrupt or truncated): {e}") from e
+        raise ValueError(f"{path} could not be read as a GGUF file (corrupt, truncated or another format): "
+                         f"{e}") from e
     size = path.stat().st_size
     for tensor in reader.tensors:
         if tensor.data_offset + tensor.n_bytes > size or tensor.data.nbytes != tensor.n_bytes:
@@ -141,6 +144,9 @@ def state_dict_from_gguf(reader: GGUFReader, config: ModelConfig) -> dict[str, t
         wanted["output.weight"] = "head.weight"
     for i in range(config.n_layers):
         wanted.update({f"blk.{i}.{g}": f"blocks.{i}.{ours}" for g, ours in _BLOCK_NAMES.items()})
+    unknown = sorted(set(tensors) - set(wanted) - {"output.weight"})
+    if unknown:  # e.g. rope_freqs.weight (Llama-3 RoPE scaling): loading without it would be silently wrong
+        raise ValueError(f"{_source(reader)} has tensors this loader does not understand: {unknown[:5]}")
     missing = sorted(set(wanted) - set(tensors) - {"token_embd.weight"})
     if missing:
         raise ValueError(f"{_source(reader)} lacks tensors {missing[:5]}{' ...' if len(missing) > 5 else ''}")

@@ -150,6 +150,27 @@ def stepwise_logits_from(model, x, cache, start):
     return torch.cat([model(x[:, t:t + 1], cache=cache) for t in range(start, x.shape[1])], 1)
 
 
+def test_a_second_rollback_cannot_reach_overwritten_keys():
+    model = HybridLM(tiny("S", window=32, max_seq_len=200)).eval()  # ring of 32 + 64 slots
+    cache = model.init_cache(1, 200)
+    with torch.no_grad():
+        model(torch.randint(0, 61, (1, 200)), cache=cache)
+    cache.rollback(190)
+    with pytest.raises(ValueError, match="already overwrote position 99"):
+        cache.rollback(130)  # positions 99..103 were overwritten before the first rollback
+
+
+def test_training_works_after_generating():
+    """Rotary tables first built inside generate()'s inference mode must not poison autograd."""
+    from minihybrid.generate import generate
+
+    model = HybridLM(tiny("A", head_dim=6, n_heads=2, n_kv_heads=1, d_model=12))  # a head_dim no other test uses
+    generate(model, torch.tensor([[1, 2, 3]]), 10)
+    model.train()
+    model(torch.randint(0, 61, (1, 150))).sum().backward()
+    assert model.embed.weight.grad is not None
+
+
 def test_refused_rollback_leaves_every_layer_as_it_was():
     torch.manual_seed(0)
     model = HybridLM(tiny("AS", window=16)).eval()

@@ -4,7 +4,7 @@
 set -u
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
-export MINIHYBRID_FAST=1 PYTHONUNBUFFERED=1
+export MINIHYBRID_FAST=1 MINIHYBRID_REQUIRE_DOWNLOADS=1 PYTHONUNBUFFERED=1
 
 step() {
   local name=$1; shift

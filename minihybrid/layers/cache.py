@@ -33,7 +33,8 @@ class KVCache:
         self.k = torch.zeros(shape, dtype=dtype, device=device)
         self.v = torch.zeros(shape, dtype=dtype, device=device)
         self.key_pos = torch.full((capacity,), -1, dtype=torch.long, device=device)
-        self.length = 0  # one past the highest position written
+        self.length = 0  # one past the highest position held
+        self.written = 0  # one past the highest position ever written (rollback does not lower it)
 
     @classmethod
     def capacity_for(cls, max_len: int, window: int | None) -> int:
@@ -75,13 +76,14 @@ class KVCache:
         self.v[:, :, slots] = v[:, :, keep]
         self.key_pos[slots] = new_pos[keep]
         self.length = end
+        self.written = max(self.written, end)
         return keys, values, key_pos
 
     def check_rollback(self, pos: int) -> None:
         """Raise ValueError unless rollback(pos) can restore the cache exactly."""
         if self.window is None:
             return
-        oldest_kept = self.length - self.capacity  # the ring overwrote every position below this
+        oldest_kept = self.written - self.capacity  # the ring overwrote every position below this
         oldest_needed = pos - self.window + 1  # the token at pos sees keys oldest_needed..pos-1
         if oldest_needed > 0 and oldest_needed < oldest_kept:
             raise ValueError(f"cannot roll back to {pos}: the window cache already overwrote position "

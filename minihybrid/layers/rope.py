@@ -12,29 +12,39 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x2, x1), dim=-1)
 
 
+_TABLES: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # (head_dim, base, device, dtype) -> (cos, sin)
+
+
+def rope_tables(head_dim: int, base: float, end: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin, each (n, head_dim) with n >= end, shared by every layer with the same head_dim and base.
+
+    Angles are computed in float64 and rounded once; tables grow by doubling. They are built outside
+    inference mode, so a table first needed while generating still works in a later training step.
+    """
+    key = (head_dim, base, torch.device(device), dtype)
+    if key not in _TABLES or _TABLES[key][0].shape[0] < end:
+        n = max(256, 1 << (end - 1).bit_length())
+        inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+        with torch.inference_mode(False):
+            angles = torch.outer(torch.arange(n, dtype=torch.float64), inv_freq)
+            angles = torch.cat((angles, angles), dim=-1)
+            _TABLES[key] = (angles.cos().to(device, dtype), angles.sin().to(device, dtype))
+    return _TABLES[key]
+
+
 class Rotary(nn.Module):
     """`forward(q, k, start_pos)` rotates q (B, Hq, T, D) and k (B, Hkv, T, D) at positions start_pos..
 
-    The cos/sin tables are computed in float32 for positions 0..n-1 and grown (doubling) on demand, so a
-    decode step only slices them. They are plain attributes, not buffers: `model.to(bfloat16)` leaves the
-    frequencies in float32, and the tables follow q's device and dtype.
+    The tables follow q's device and dtype (see `rope_tables`); nothing is stored in the module, so
+    `model.to(...)` never rounds the frequencies.
     """
 
     def __init__(self, head_dim: int, base: float = 10000.0):
         super().__init__()
-        self.inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
-        self._cos = self._sin = torch.empty(0)
-
-    def _tables(self, end: int, like: torch.Tensor):
-        if self._cos.shape[0] < end or self._cos.device != like.device or self._cos.dtype != like.dtype:
-            n = max(256, 1 << (end - 1).bit_length())
-            angles = torch.outer(torch.arange(n, dtype=torch.float64), self.inv_freq).float()
-            angles = torch.cat((angles, angles), dim=-1).to(like.device)
-            self._cos, self._sin = angles.cos().to(like.dtype), angles.sin().to(like.dtype)
-        return self._cos, self._sin
+        self.head_dim, self.base = head_dim, base
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, start_pos: int = 0):
         end = start_pos + q.shape[-2]
-        cos, sin = self._tables(end, q)
+        cos, sin = rope_tables(self.head_dim, self.base, end, q.device, q.dtype)
         cos, sin = cos[start_pos:end], sin[start_pos:end]
         return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin

@@ -76,6 +76,7 @@ def compare_decode_speed(n_new: int = 64, prompt: str = DEFAULT_PROMPT, repeats:
         t, out_theirs = _timed(run_theirs)
         times_theirs.append(t)
     s_ours, s_theirs = statistics.median(times_ours), statistics.median(times_theirs)
+    pair_ratios = [t / o for o, t in zip(times_ours, times_theirs)]  # each repeat ran both back to back
     return {
         "n_new": n_new,
         "prompt_tokens": ids.shape[1],
@@ -86,6 +87,8 @@ def compare_decode_speed(n_new: int = 64, prompt: str = DEFAULT_PROMPT, repeats:
         "minihybrid_tok_s": n_new / s_ours,
         "transformers_tok_s": n_new / s_theirs,
         "ratio": s_theirs / s_ours,  # minihybrid tokens/s over transformers tokens/s
+        "ratio_min": min(pair_ratios),
+        "ratio_max": max(pair_ratios),
         "tokens_match": torch.equal(out_ours, out_theirs),
         "load_minihybrid_s": load_ours,
         "load_transformers_s": load_theirs,
