@@ -2,6 +2,7 @@
 
 import importlib
 import importlib.util
+import json
 from pathlib import Path
 
 import adapters
@@ -148,3 +149,29 @@ def test_grade_summary_counts_points_per_exercise_and_in_total():
         "total": {"earned": 2, "possible": 6, "passed": 1, "tests": 3},
     }
     assert list(summarize(tests))[-1] == "total"
+
+
+def test_grade_command_scores_solutions_and_writes_the_report(tmp_path, capsys):
+    from minihybrid.grading import main
+
+    report_path = tmp_path / "report.json"
+    assert main(["--impl", "solutions", "--json", str(report_path)]) == 0
+    table = capsys.readouterr().out
+    assert "ex00" in table and "20/20" in table
+    report = json.loads(report_path.read_text())
+    assert report["impl"] == "solutions" and report["summary"]["total"]["earned"] == 20
+
+
+def test_grade_command_on_the_stubs_lists_what_is_missing(tmp_path, capsys):
+    from minihybrid.grading import main
+
+    assert main(["--json", str(tmp_path / "r.json")]) == 1
+    out = capsys.readouterr().out
+    assert "0/20" in out and "NotImplementedError: ex00: implement rms_norm" in out
+
+
+def test_grade_command_refuses_an_unknown_exercise(tmp_path, capsys):
+    from minihybrid.grading import main
+
+    assert main(["--exercise", "ex99", "--json", str(tmp_path / "r.json")]) == 2
+    assert "no graded tests found for exercise 'ex99'" in capsys.readouterr().err
