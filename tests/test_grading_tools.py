@@ -1,4 +1,5 @@
-"""Fast tests of the grading machinery: tools/make_exercises.py and the mutant override in adapters.py."""
+"""Fast tests of the grading machinery: tools/make_exercises.py, the mutant override in adapters.py, and
+the grade command."""
 
 import importlib
 import importlib.util
