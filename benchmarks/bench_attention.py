@@ -53,7 +53,8 @@ def bench(n: int, repeats: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 2048, 8192], help="sequence lengths")
     parser.add_argument("--quick", action="store_true", help="only n = 512 and 2048")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per backend and size")
@@ -66,7 +67,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"B=1, heads={HEADS}, d={HEAD_DIM}, float32, causal; median of {args.repeats} runs")
     print(f"threads: numba={numba.get_num_threads()}, torch={torch.get_num_threads()}")
-    header = f"{'n':>6} {'sdpa ms':>9} {'numba ms':>9} {'numba/sdpa':>11} {'reference ms':>13} {'max|diff|':>10}"
+    header = (f"{'n':>6} {'sdpa ms':>9} {'numba ms':>9} {'numba/sdpa':>11} {'reference ms':>13} "
+              f"{'max|diff|':>10}")
     print(header)
     print("-" * len(header))
     ratios = {}

@@ -94,7 +94,8 @@ def parse_pattern(pattern, n_layers: int | None = None, other: str = "S") -> lis
     for spec in specs:
         if spec.mixer not in MIXERS:
             allowed = ", ".join(f"{k} ({v.__name__})" for k, v in sorted(MIXERS.items()))
-            raise ValueError(f"unknown mixer letter {spec.mixer!r} in pattern {pattern!r}; allowed: {allowed}")
+            raise ValueError(
+                f"unknown mixer letter {spec.mixer!r} in pattern {pattern!r}; allowed: {allowed}")
     return specs
 
 

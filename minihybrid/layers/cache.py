@@ -25,7 +25,8 @@ class KVCache:
 
     SLACK = 64
 
-    def __init__(self, batch, n_kv_heads, head_dim, max_len, *, window=None, dtype=torch.float32, device=None):
+    def __init__(self, batch, n_kv_heads, head_dim, max_len, *, window=None, dtype=torch.float32,
+                 device=None):
         self.window = window
         self.max_len = max_len
         capacity = self.capacity_for(max_len, window)

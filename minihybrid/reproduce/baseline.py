@@ -31,7 +31,8 @@ def tiny_config() -> ModelConfig:
 
 def train_config(seed: int) -> TrainConfig:
     return TrainConfig(steps=pick(40, 1500), batch_size=16, seq_len=pick(64, 128), lr=3e-3,
-                       warmup_steps=pick(5, 100), eval_every=pick(20, 100), eval_batches=pick(2, 16), seed=seed)
+                       warmup_steps=pick(5, 100), eval_every=pick(20, 100), eval_batches=pick(2, 16),
+                       seed=seed)
 
 
 def run(fig_dir: Path, seed: int = 0) -> Section:
@@ -58,7 +59,8 @@ def run(fig_dir: Path, seed: int = 0) -> Section:
     rows = [
         ["tiny HybridLM (bytes)", f"{tiny.num_params(non_embedding=False) / 1e6:.2f}M", "byte",
          f"{tiny_nll:.3f}", f"{math.exp(tiny_nll):.2f}", f"{tiny_bpb:.3f}"],
-        ["SmolLM2-135M-Instruct (Q4_1 GGUF)", f"{smol.num_params(non_embedding=False) / 1e6:.1f}M", "BPE token",
+        ["SmolLM2-135M-Instruct (Q4_1 GGUF)", f"{smol.num_params(non_embedding=False) / 1e6:.1f}M",
+         "BPE token",
          f"{smol_nll:.3f}", f"{math.exp(smol_nll):.2f}", f"{smol_bpb:.3f}"],
     ]
     text = "\n\n".join([
@@ -70,10 +72,12 @@ def run(fig_dir: Path, seed: int = 0) -> Section:
          f"{cfg.seq_len} bytes for the tiny model (its training length), 512 tokens (about 2 kB) for SmolLM2 "
          f"({smol_tokens:,} tokens scored). Bits per byte puts the two on one scale; part of the gap is "
          f"SmolLM2's longer context, not only its size."),
-        markdown_table(["model", "params", "unit", "val NLL (nats/unit)", "perplexity", "bits per byte"], rows),
+        markdown_table(["model", "params", "unit", "val NLL (nats/unit)", "perplexity", "bits per byte"],
+                       rows),
         (f"Greedy decoding of SmolLM2 on this CPU: a {speed['prompt_tokens']}-token chat prompt plus "
-         f"{speed['n_new']} new tokens, both engines with a KV cache on {speed['threads']} threads, timed end to "
-         f"end side by side, median of {speed['repeats']}; generated ids identical: {speed['tokens_match']}."),
+         f"{speed['n_new']} new tokens, both engines with a KV cache on {speed['threads']} threads, "
+         f"timed end to end side by side, median of {speed['repeats']}; "
+         f"generated ids identical: {speed['tokens_match']}."),
         markdown_table(["engine", "tokens/s"], [
             ["minihybrid", f"{speed['minihybrid_tok_s']:.1f}"],
             ["transformers", f"{speed['transformers_tok_s']:.1f}"],

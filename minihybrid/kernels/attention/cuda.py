@@ -3,11 +3,12 @@
 Shapes: q (B, Hq, Tq, D), k and v (B, Hkv, Tk, D), out (B, Hq, Tq, D); contiguous float32.
 Query i sits at absolute position Tk - Tq + i (queries aligned to the end of the keys).
 
-Launch: one thread block per (query tile, query head, batch) = grid (ceil(Tq / BLOCK_Q), Hq, B), one thread per
-query row. The block walks the key tiles its rows can see; for each, all threads copy BLOCK_K keys and values
-into shared memory, then every thread scores its row against them, raises its running max m, rescales its
-denominator l and accumulator, and adds exp(s - m) * v. numba.cuda is imported lazily, so this module imports
-without CUDA; with NUMBA_ENABLE_CUDASIM=1 the same kernel runs in numba's simulator on CPU tensors.
+Launch: one thread block per (query tile, query head, batch) = grid (ceil(Tq / BLOCK_Q), Hq, B), one thread
+per query row. The block walks the key tiles its rows can see; for each, all threads copy BLOCK_K keys and
+values into shared memory, then every thread scores its row against them, raises its running max m,
+rescales its denominator l and accumulator, and adds exp(s - m) * v. numba.cuda is imported lazily, so this
+module imports without CUDA; with NUMBA_ENABLE_CUDASIM=1 the same kernel runs in numba's simulator on CPU
+tensors.
 """
 
 from __future__ import annotations

@@ -27,7 +27,8 @@ def position_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, causal: bool, window
 
 def attention_mask(tq: int, tk: int, causal: bool, window: int | None, device=None) -> torch.Tensor:
     """Boolean (tq, tk) mask for keys at positions 0..tk-1 and queries aligned to the end (tk - tq + i)."""
-    return position_mask(torch.arange(tk - tq, tk, device=device), torch.arange(tk, device=device), causal, window)
+    q_pos, k_pos = torch.arange(tk - tq, tk, device=device), torch.arange(tk, device=device)
+    return position_mask(q_pos, k_pos, causal, window)
 
 
 def attention_reference(q, k, v, causal: bool = True, window: int | None = None, scale: float | None = None):
