@@ -7,12 +7,21 @@ A hybrid model is a stack of blocks; each block has one token mixer, named by a 
     pattern="AASAAS"           one letter per block
     pattern="1:5", n_layers=12 attention:other ratio, attention blocks spread evenly through the middle
     pattern=[LayerSpec("A"), LayerSpec("S", {"window": 16})]   explicit specs with per-layer options
+
+A mixer's hyperparameters are keyword options of its constructor, with their defaults there. The options a
+block gets are, from lowest to highest priority: the constructor's defaults, the model-wide
+`ModelConfig.mixer_options[letter]`, and the block's own `LayerSpec.options`:
+
+    ModelConfig(pattern="ASAS", mixer_options={"S": {"window": 32}})   every "S" block sees 32 tokens
+
+Named presets (`ModelConfig.from_name("tiny")`) hold the small configurations the course reuses.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import inspect
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -45,12 +54,20 @@ class ModelConfig:
     rope_base: float = 10000.0
     norm_eps: float = 1e-5
     tie_embeddings: bool = True
-    window: int = 64  # tokens seen by each query of an "S" (sliding-window) block, itself included
-    attn_backend: str = "sdpa"  # "sdpa" (autograd) or a kernels.attention backend for inference
+    mixer_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # letter -> model-wide options
+    attn_backend: str = "torch"  # a kernels.attention backend: "torch" (SDPA, autograd), "numba", ...
     init_std: float = 0.02
     layers: list[LayerSpec] = field(init=False)
 
+    @classmethod
+    def from_name(cls, name: str, **overrides) -> ModelConfig:
+        """A named preset (see PRESETS), with any field overridden: from_name("tiny", d_model=64)."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}")
+        return cls(**{**PRESETS[name], **overrides})
+
     def __post_init__(self) -> None:
+        _check_sizes(self)
         self.n_kv_heads = self.n_kv_heads or self.n_heads
         self.head_dim = self.head_dim or self.d_model // self.n_heads
         if self.d_ff is None:
@@ -63,10 +80,65 @@ class ModelConfig:
         if self.n_layers is not None and self.n_layers != len(self.layers):
             raise ValueError(f"pattern has {len(self.layers)} layers but n_layers={self.n_layers}")
         self.n_layers = len(self.layers)
+        _check_options(self)
 
     @property
     def pattern_string(self) -> str:
         return "".join(spec.mixer for spec in self.layers)
+
+    def options_for(self, layer_idx: int) -> dict[str, Any]:
+        """Keyword options for block `layer_idx`'s mixer: model-wide ones, then the block's own on top."""
+        spec = self.layers[layer_idx]
+        return {**self.mixer_options.get(spec.mixer, {}), **spec.options}
+
+    def with_pattern(self, pattern, n_layers: int | None = None) -> ModelConfig:
+        """The same model sizes with another layer pattern."""
+        return replace(self, pattern=pattern, n_layers=n_layers)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # byte-level models trained on Shakespeare (notebook 00, the baseline reproduction, `minihybrid train`)
+    "tiny": {"vocab_size": 256, "d_model": 128, "n_heads": 4, "pattern": "AAAA", "max_seq_len": 256},
+    "micro": {"vocab_size": 256, "d_model": 64, "n_heads": 4, "pattern": "AA", "max_seq_len": 256},
+}
+
+
+def _check_sizes(config: ModelConfig) -> None:
+    """Every size is a positive int (bool is refused), so a typo fails here and not deep inside torch."""
+    for name in ("vocab_size", "d_model", "n_heads", "n_kv_heads", "head_dim", "d_ff", "n_layers",
+                 "max_seq_len"):
+        value = getattr(config, name)
+        optional = name in ("n_kv_heads", "head_dim", "d_ff", "n_layers")
+        if value is None and optional:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"ModelConfig.{name} must be a positive int{' or None' if optional else ''}, "
+                             f"got {value!r}")
+    for name in ("rope_base", "norm_eps", "init_std"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"ModelConfig.{name} must be a positive number, got {value!r}")
+
+
+def _check_options(config: ModelConfig) -> None:
+    """Every option names a keyword of its mixer's constructor; mixer_options keys are registered letters."""
+    from minihybrid.layers import MIXERS
+
+    if not isinstance(config.mixer_options, Mapping):
+        raise ValueError(f"mixer_options must map mixer letters to option dicts, got {config.mixer_options!r}")
+    for letter, options in config.mixer_options.items():
+        if letter not in MIXERS:
+            raise ValueError(f"mixer_options names unknown mixer {letter!r}; registered: {', '.join(MIXERS)}")
+        if not isinstance(options, Mapping):
+            raise ValueError(f"mixer_options[{letter!r}] must be a dict of options, got {options!r}")
+    for i, spec in enumerate(config.layers):
+        cls = MIXERS[spec.mixer]
+        accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "config",
+                                                                                       "layer_idx")]
+        for key in config.options_for(i):
+            if key not in accepted:
+                raise ValueError(f"block {i}: mixer {spec.mixer!r} ({cls.__name__}) has no option {key!r}; "
+                                 f"its options: {', '.join(accepted) or 'none'}")
 
 
 def ratio_positions(n_attention: int, n_layers: int) -> list[int]:

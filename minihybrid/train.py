@@ -21,7 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from minihybrid.data.tokenizers import iter_eval_batches, sample_batch
+from minihybrid.data import iter_eval_batches, sample_batch
 from minihybrid.model import HybridLM
 
 

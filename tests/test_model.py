@@ -10,9 +10,10 @@ from minihybrid.layers import MIXERS, register
 from minihybrid.layers.cache import RecurrentState
 
 
-def tiny(pattern="AA", **kw) -> ModelConfig:
+def tiny(pattern="AA", window=None, **kw) -> ModelConfig:
+    """A small GQA config; `window` sets every "S" block's window (model-wide mixer option)."""
     base = {"vocab_size": 61, "d_model": 32, "n_heads": 4, "n_kv_heads": 2, "max_seq_len": 160,
-            "pattern": pattern}
+            "pattern": pattern, "mixer_options": {} if window is None else {"S": {"window": window}}}
     return ModelConfig(**{**base, **kw})
 
 
@@ -56,6 +57,25 @@ def test_ratio_positions_even():
 def test_bad_patterns_raise(pattern, n_layers, match):
     with pytest.raises(ValueError, match=match):
         tiny(pattern, n_layers=n_layers, other="S")
+
+
+def test_mixer_options_merge_model_wide_under_per_layer():
+    cfg = tiny(["S", LayerSpec("S", {"window": 8}), "A"], window=16)
+    assert [cfg.options_for(i) for i in range(3)] == [{"window": 16}, {"window": 8}, {}]
+    model = HybridLM(cfg)
+    assert [b.mixer.window for b in model.blocks] == [16, 8, None]
+    assert HybridLM(tiny("S")).blocks[0].mixer.window == 64  # the constructor's default
+    with pytest.raises(ValueError, match="mixer 'S' .SlidingWindowAttention. has no option 'windw'"):
+        tiny([LayerSpec("S", {"windw": 8})])
+    with pytest.raises(ValueError, match="mixer_options names unknown mixer 'Q'"):
+        tiny(mixer_options={"Q": {}})
+
+
+def test_presets_and_overrides():
+    assert ModelConfig.from_name("tiny").pattern_string == "AAAA"
+    assert ModelConfig.from_name("tiny", d_model=64).d_model == 64
+    with pytest.raises(ValueError, match="unknown preset 'huge'; choose one of micro, tiny"):
+        ModelConfig.from_name("huge")
 
 
 def test_bad_heads_and_windows_raise():

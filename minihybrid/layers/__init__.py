@@ -7,7 +7,9 @@ Every mixer is an `nn.Module` built as `Mixer(config, layer_idx, **options)` and
     cache_bytes(seq_len, dtype_bytes=4) -> int  decode-cache bytes for one sequence of that length
 
 A hybrid model is just a pattern of letters; adding a mixer family means writing one file here and
-decorating its class with `@register("X")` — model.py does not change.
+decorating its class with `@register("X")` — model.py does not change. The options a block's mixer gets
+come from `ModelConfig.options_for` (the constructor's defaults < `mixer_options[letter]` < the block's
+`LayerSpec.options`); tests/test_mixer_conformance.py tests every registered letter.
 """
 
 from __future__ import annotations
@@ -31,8 +33,7 @@ def register(letter: str):
 
 def build_mixer(config, layer_idx: int):
     """Instantiate the mixer of block `layer_idx` from `config.layers`."""
-    spec = config.layers[layer_idx]
-    return MIXERS[spec.mixer](config, layer_idx, **spec.options)
+    return MIXERS[config.layers[layer_idx].mixer](config, layer_idx, **config.options_for(layer_idx))
 
 
 from minihybrid.layers import attention  # noqa: F401  (registers "A" and "S")

@@ -88,7 +88,7 @@ class Attention(nn.Module):
 
 @register("S")
 class SlidingWindowAttention(Attention):
-    """Attention limited to a local window: the layer's `window` option, else `ModelConfig.window`."""
+    """Attention limited to the `window` most recent tokens (the query's own included)."""
 
-    def __init__(self, config, layer_idx: int, window: int | None = None):
-        super().__init__(config, layer_idx, window=window if window is not None else config.window)
+    def __init__(self, config, layer_idx: int, window: int = 64):
+        super().__init__(config, layer_idx, window=window)
