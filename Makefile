@@ -1,5 +1,6 @@
 # minihybrid — every target installs what it needs into .venv first.
-#   make reproduce   reproduce the course's results -> results/REPORT.md   (FAST=1 for a quick smoke run)
+#   make reproduce   reproduce the course's results -> results/REPORT.md   (FAST=1 for a quick smoke run,
+#                    ONLY=<name> for one reproduction, keeping the other sections; RETRAIN=1 ignores cached models)
 #   make test        the whole test suite (library, kernels, simulator, grader, notebooks)
 #   make lab         JupyterLab on the course notebooks
 #   make exercises   regenerate exercises/ from solutions/
@@ -23,7 +24,7 @@ test: setup
 	bash tools/run_tests.sh
 
 reproduce: setup
-	$(PY) -m minihybrid reproduce $(if $(FAST),--fast,)
+	$(PY) -m minihybrid reproduce $(if $(FAST),--fast,) $(if $(ONLY),--only $(ONLY),) $(if $(RETRAIN),--retrain,)
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)

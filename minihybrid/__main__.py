@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -11,6 +12,8 @@ from pathlib import Path
 def cmd_reproduce(args) -> None:
     if args.fast:
         os.environ["MINIHYBRID_FAST"] = "1"
+    if args.retrain:
+        os.environ["MINIHYBRID_RETRAIN"] = "1"
     from minihybrid.reproduce.report import run_all
 
     out = args.out or ("build/report-fast" if args.fast else "results")
@@ -19,19 +22,19 @@ def cmd_reproduce(args) -> None:
 
 def cmd_train(args) -> None:
     from minihybrid.config import ModelConfig
-    from minihybrid.data import ByteTokenizer, corpus_text, load_python_code, load_shakespeare
+    from minihybrid.data import byte_streams
     from minihybrid.model import HybridLM
     from minihybrid.train import TrainConfig, train
 
-    splits = load_shakespeare() if args.corpus == "shakespeare" else load_python_code()
-    tok = ByteTokenizer()
-    ids = {name: tok.encode_tensor(corpus_text(splits[name])) for name in ("train", "validation")}
-    config = ModelConfig(vocab_size=256, d_model=args.d_model, n_heads=args.heads, pattern=args.pattern,
-                         n_layers=args.layers, max_seq_len=max(256, args.seq_len))
+    sizes = {"pattern": args.pattern, "n_layers": args.layers, "d_model": args.d_model, "n_heads": args.heads}
+    config = ModelConfig.from_name(args.preset, **{k: v for k, v in sizes.items() if v is not None})
+    if config.max_seq_len < args.seq_len:
+        config = dataclasses.replace(config, max_seq_len=args.seq_len)
+    streams = byte_streams(args.corpus)
     model = HybridLM(config)
     cfg = TrainConfig(steps=args.steps, seq_len=args.seq_len, batch_size=args.batch_size, lr=args.lr,
                       seed=args.seed, checkpoint=args.checkpoint)
-    history = train(model, ids["train"], ids["validation"], cfg)
+    history = train(model, streams["train"], streams["validation"], cfg)
     print(f"val loss {history.val_loss[-1]:.4f} nats/byte, {history.tokens_per_second:,.0f} train tokens/s")
 
 
@@ -67,14 +70,17 @@ def main(argv=None) -> None:
     p.add_argument("--out", default=None,
                    help="output folder (default: results, or build/report-fast with --fast)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--retrain", action="store_true",
+                   help="train again instead of reusing cached checkpoints (same as MINIHYBRID_RETRAIN=1)")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("train", help="train a byte-level HybridLM on a corpus")
     p.add_argument("--corpus", choices=["shakespeare", "python"], default="shakespeare")
-    p.add_argument("--pattern", default="AAAA", help='layer pattern, e.g. "AAAA", "ASAS" or "1:3"')
+    p.add_argument("--preset", default="tiny", help="named model configuration (ModelConfig.from_name)")
+    p.add_argument("--pattern", default=None, help='layer pattern, e.g. "AAAA", "ASAS" or "1:3"')
     p.add_argument("--layers", type=int, default=None, help="number of blocks (for ratio patterns)")
-    p.add_argument("--d-model", type=int, default=128)
-    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--d-model", type=int, default=None, help="model width (default: the preset's)")
+    p.add_argument("--heads", type=int, default=None, help="attention heads (default: the preset's)")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=16)
@@ -103,7 +109,13 @@ def main(argv=None) -> None:
 
         sys.exit(grading.main(argv[1:]))
     args = parser.parse_args(argv)
-    args.func(args)
+    from minihybrid.data import DownloadError
+
+    try:
+        args.func(args)
+    except (ValueError, DownloadError) as error:  # bad input or a missing download: a message, no traceback
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ class ModelConfig:
     rope_base: float = 10000.0
     norm_eps: float = 1e-5
     tie_embeddings: bool = True
-    mixer_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # letter -> model-wide options
+    mixer_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # letter -> options
     attn_backend: str = "torch"  # a kernels.attention backend: "torch" (SDPA, autograd), "numba", ...
     init_std: float = 0.02
     layers: list[LayerSpec] = field(init=False)
@@ -125,7 +125,7 @@ def _check_options(config: ModelConfig) -> None:
     from minihybrid.layers import MIXERS
 
     if not isinstance(config.mixer_options, Mapping):
-        raise ValueError(f"mixer_options must map mixer letters to option dicts, got {config.mixer_options!r}")
+        raise ValueError(f"mixer_options must map mixer letters to dicts, got {config.mixer_options!r}")
     for letter, options in config.mixer_options.items():
         if letter not in MIXERS:
             raise ValueError(f"mixer_options names unknown mixer {letter!r}; registered: {', '.join(MIXERS)}")

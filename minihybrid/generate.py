@@ -1,18 +1,23 @@
 """Autoregressive decoding: greedy and temperature / top-k sampling, with or without a cache.
 
-With a cache the prompt is prefilled once and each new token costs one single-token forward pass;
-without one, every step re-runs the whole sequence (the slow reference that cached decoding must
-match token for token).
+Two steps build every decoding loop (speculative decoding reuses them):
+
+    prefill(model, tokens, cache)            (B, T) ids -> (B, V) logits of the next token, cache filled
+    decode_one_token(model, token, cache)    (B,) ids   -> (B, V) logits, one single-token forward pass
+
+With a cache the prompt is prefilled once and each new token costs one `decode_one_token`; without one,
+every step prefills the whole sequence again (the slow reference that cached decoding must match token for
+token).
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import torch
 
-from minihybrid.model import HybridLM
+from minihybrid.model import HybridLM, ModelCache
+from minihybrid.timing import clock
 
 
 @dataclass
@@ -31,34 +36,41 @@ class GenerationResult:
 def pick_next(logits: torch.Tensor, temperature: float = 0.0, top_k: int | None = None,
               generator: torch.Generator | None = None) -> torch.Tensor:
     """logits (B, V) -> next ids (B,). temperature 0 = greedy (argmax)."""
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    _check_sampling(temperature, top_k)
     if temperature == 0:
         return logits.argmax(-1)
     logits = logits.float() / temperature
     if top_k is not None:
-        if top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
         kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     probs = torch.softmax(logits, dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+def prefill(model: HybridLM, tokens: torch.Tensor, cache: ModelCache | None = None) -> torch.Tensor:
+    """Run tokens (B, T) through the model (filling `cache` from `cache.pos`); next-token logits (B, V).
+
+    Without a cache this is the slow reference step: the whole sequence every time.
+    """
+    return model(tokens, cache=cache, last_only=True)[:, -1]
+
+
+def decode_one_token(model: HybridLM, token: torch.Tensor, cache: ModelCache) -> torch.Tensor:
+    """One cached step: token (B,) ids at position cache.pos -> next-token logits (B, V)."""
+    return model(token[:, None], cache=cache, last_only=True)[:, -1]
+
+
 @torch.inference_mode()
 def generate(model: HybridLM, prompt: torch.Tensor, max_new_tokens: int, *, temperature: float = 0.0,
              top_k: int | None = None, use_cache: bool = True, eos_id: int | None = None,
              seed: int | None = None) -> GenerationResult:
-    """Continue `prompt` (B, T) by up to max_new_tokens tokens.
+    """Continue `prompt` (B, T) by up to max_new_tokens tokens: `prefill`, then `decode_one_token` per token.
 
     Stops early when every sequence has produced `eos_id`; a sequence that finished earlier is padded
     with `eos_id`. Sampling is reproducible with `seed`. The model's train/eval mode is restored.
     """
-    if prompt.dim() != 2 or prompt.shape[1] == 0:
-        raise ValueError(f"prompt must be (batch, seq_len>0) token ids, got shape {tuple(prompt.shape)}")
+    _check_generate_args(model, prompt, max_new_tokens, temperature, top_k, eos_id)
     total = prompt.shape[1] + max_new_tokens
-    if total > model.config.max_seq_len:
-        raise ValueError(f"prompt + max_new_tokens = {total} exceeds max_seq_len={model.config.max_seq_len}")
     device = prompt.device
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
     was_training = model.training
@@ -66,9 +78,9 @@ def generate(model: HybridLM, prompt: torch.Tensor, max_new_tokens: int, *, temp
     tokens = prompt
     cache = model.init_cache(prompt.shape[0], total) if use_cache else None
     done = torch.zeros(prompt.shape[0], dtype=torch.bool, device=device)
-    t0 = _clock(device)
-    logits = model(prompt, cache=cache, last_only=True)[:, -1]
-    t1 = _clock(device)
+    t0 = clock(device)
+    logits = prefill(model, prompt, cache)
+    t1 = clock(device)
     for step in range(max_new_tokens):
         next_id = pick_next(logits, temperature, top_k, generator)
         if eos_id is not None:
@@ -78,14 +90,29 @@ def generate(model: HybridLM, prompt: torch.Tensor, max_new_tokens: int, *, temp
         if eos_id is not None and done.all():
             break
         if step + 1 < max_new_tokens:
-            logits = model(next_id[:, None] if use_cache else tokens, cache=cache, last_only=True)[:, -1]
-    t2 = _clock(device)
+            logits = decode_one_token(model, next_id, cache) if use_cache else prefill(model, tokens)
+    t2 = clock(device)
     model.train(was_training)
     return GenerationResult(tokens, tokens.shape[1] - prompt.shape[1], t1 - t0, t2 - t1)
 
 
-def _clock(device: torch.device) -> float:
-    """Wall time after the device has finished its queued work."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
+def _check_generate_args(model, prompt, max_new_tokens, temperature, top_k, eos_id) -> None:
+    if not isinstance(prompt, torch.Tensor) or prompt.dim() != 2 or prompt.shape[1] == 0:
+        shape = tuple(prompt.shape) if isinstance(prompt, torch.Tensor) else type(prompt).__name__
+        raise ValueError(f"prompt must be (batch, seq_len>0) token ids, got {shape}")
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
+    _check_sampling(temperature, top_k)
+    vocab = getattr(model.config, "vocab_size", None)
+    if eos_id is not None and not (0 <= eos_id and (vocab is None or eos_id < vocab)):
+        raise ValueError(f"eos_id must be a token id in 0..{vocab - 1 if vocab else 'V-1'}, got {eos_id}")
+    total = prompt.shape[1] + max_new_tokens
+    if total > model.config.max_seq_len:
+        raise ValueError(f"prompt + max_new_tokens = {total} exceeds max_seq_len={model.config.max_seq_len}")
+
+
+def _check_sampling(temperature: float, top_k: int | None) -> None:
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature >= 0:
+        raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be None or an int >= 1, got {top_k!r}")

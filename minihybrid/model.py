@@ -42,9 +42,11 @@ class Block(nn.Module):
 
 @dataclass
 class ModelCache:
-    """Per-block caches and the position of the next token."""
+    """Per-block caches for `batch` sequences and the position of the next token."""
 
     layers: list
+    batch: int
+    max_len: int
     pos: int = 0
 
     def rollback(self, pos: int) -> None:
@@ -90,12 +92,8 @@ class HybridLM(nn.Module):
         skip_layers: block indices to leave out (their residual passes through unchanged).
         return_hidden: also return the list of L+1 residual streams (B, T, d): input and after each block.
         """
-        if idx.dim() != 2:
-            raise ValueError(f"idx must be (batch, seq_len) token ids, got shape {tuple(idx.shape)}")
+        self._check_ids(idx, cache)
         start_pos = cache.pos if cache is not None else 0
-        if start_pos + idx.shape[1] > self.config.max_seq_len:
-            raise ValueError(
-                f"{start_pos + idx.shape[1]} positions exceed max_seq_len={self.config.max_seq_len}")
         skip = set(skip_layers or ())
         if not skip <= set(range(len(self.blocks))):
             raise ValueError(f"skip_layers {sorted(skip)} must be block indices in 0..{len(self.blocks) - 1}")
@@ -110,12 +108,37 @@ class HybridLM(nn.Module):
         logits = self.head(self.norm(x[:, -1:] if last_only else x))
         return (logits, hidden) if return_hidden else logits
 
+    def _check_ids(self, idx, cache: ModelCache | None) -> None:
+        """Token ids (B, T>0) of an integer dtype, in the vocabulary, fitting max_seq_len and the cache."""
+        if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.shape[1] == 0:
+            shape = tuple(idx.shape) if isinstance(idx, torch.Tensor) else type(idx).__name__
+            raise ValueError(f"idx must be (batch, seq_len>0) token ids, got {shape}")
+        if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
+            raise ValueError(f"idx must hold integer token ids (torch.long), got dtype {idx.dtype}")
+        low, high = idx.min().item(), idx.max().item()
+        if low < 0 or high >= self.config.vocab_size:
+            bad = low if low < 0 else high
+            raise ValueError(f"token id {bad} is outside the vocabulary 0..{self.config.vocab_size - 1}")
+        end = (cache.pos if cache is not None else 0) + idx.shape[1]
+        if end > self.config.max_seq_len:
+            raise ValueError(f"{end} positions exceed max_seq_len={self.config.max_seq_len}")
+        if cache is not None:
+            if cache.batch != idx.shape[0]:
+                raise ValueError(f"the cache was built for batch {cache.batch}, idx has batch {idx.shape[0]}")
+            if end > cache.max_len:
+                raise ValueError(f"cache holds {cache.max_len} positions; writing up to {end} overflows it")
+
     def init_cache(self, batch: int = 1, max_len: int | None = None) -> ModelCache:
-        """Empty caches for decoding up to max_len tokens (default: config.max_seq_len)."""
-        max_len = max_len or self.config.max_seq_len
+        """Empty caches for decoding `batch` sequences up to max_len tokens (default: config.max_seq_len)."""
+        max_len = self.config.max_seq_len if max_len is None else max_len
+        for name, value in (("batch", batch), ("max_len", max_len)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"init_cache: {name} must be an int >= 1, got {value!r}")
+        if max_len > self.config.max_seq_len:
+            raise ValueError(f"init_cache: max_len={max_len} exceeds max_seq_len={self.config.max_seq_len}")
         param = next(self.parameters())
         return ModelCache([b.mixer.init_cache(batch, max_len, dtype=param.dtype, device=param.device)
-                           for b in self.blocks])
+                           for b in self.blocks], batch, max_len)
 
     def cache_bytes(self, seq_len: int) -> list[int]:
         """Decode-cache bytes per block for one sequence of seq_len tokens."""

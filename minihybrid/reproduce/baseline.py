@@ -10,68 +10,84 @@ Three measurements:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from matplotlib.figure import Figure
 
 from minihybrid.config import ModelConfig
-from minihybrid.data import ByteTokenizer, corpus_text, load_shakespeare
+from minihybrid.data import ByteTokenizer, byte_streams, corpus_text, load_shakespeare
 from minihybrid.model import HybridLM
+from minihybrid.plots import draw_loss, figure, save
 from minihybrid.reproduce import Section, markdown_table
 from minihybrid.runtime import pick
-from minihybrid.train import TrainConfig, train
+from minihybrid.train import TrainConfig
+from minihybrid.trained import trained_model
+
+DATA = "shakespeare-bytes"  # the name trained checkpoints are cached under
 
 
-def tiny_config() -> ModelConfig:
-    """The course's tiny byte-level model (about 0.8M parameters in full mode)."""
-    return ModelConfig(vocab_size=256, d_model=pick(64, 128), n_heads=4, pattern=pick("AA", "AAAA"),
-                       max_seq_len=256)
+@dataclass(frozen=True)
+class Settings:
+    """Every size of the baseline, fast or full, in one place (notebook 00 trains the same model)."""
+
+    model: ModelConfig
+    train: TrainConfig
+    n_chunks: int  # held-out passages both models are scored on
+    chunk_chars: int
+    smol_window: int  # SmolLM2's scoring window in tokens
+    decode_new: int  # new tokens in the decode-speed comparison
+    decode_repeats: int
 
 
-def train_config(seed: int) -> TrainConfig:
-    return TrainConfig(steps=pick(40, 1500), batch_size=16, seq_len=pick(64, 128), lr=3e-3,
-                       warmup_steps=pick(5, 100), eval_every=pick(20, 100), eval_batches=pick(2, 16),
-                       seed=seed)
+def settings(seed: int = 0) -> Settings:
+    return Settings(
+        model=ModelConfig.from_name(pick("micro", "tiny")),
+        train=TrainConfig(steps=pick(40, 1500), batch_size=16, seq_len=pick(64, 128), lr=3e-3,
+                          warmup_steps=pick(5, 100), eval_every=pick(20, 100), eval_batches=pick(2, 16),
+                          seed=seed),
+        n_chunks=pick(2, 24), chunk_chars=pick(400, 2000), smol_window=512,
+        decode_new=pick(16, 64), decode_repeats=pick(1, 5))
 
 
 def run(fig_dir: Path, seed: int = 0) -> Section:
+    from minihybrid.decode_speed import compare_decode_speed
     from minihybrid.pretrained import load_smollm2
-    from minihybrid.reproduce.decode_speed import compare_decode_speed
 
+    setup = settings(seed)
     splits = load_shakespeare()
-    train_text, val_text = corpus_text(splits["train"]), corpus_text(splits["validation"])
+    val_text = corpus_text(splits["validation"])
     tok = ByteTokenizer()
-    train_ids, val_ids = tok.encode_tensor(train_text), tok.encode_tensor(val_text)
-
-    torch.manual_seed(seed)
-    tiny = HybridLM(tiny_config())
-    cfg = train_config(seed)
-    history = train(tiny, train_ids, val_ids, cfg)
-    chunks = spread_chunks(val_text, n_chunks=pick(2, 24), chunk_chars=pick(400, 2000))
+    tiny, history = trained_model(setup.model, setup.train, byte_streams("shakespeare"), DATA)
+    cfg = setup.train
+    chunks = spread_chunks(val_text, setup.n_chunks, setup.chunk_chars)
     tiny_nll, tiny_bpb, _ = score_text(tiny, tok, chunks, window=cfg.seq_len)
     smol, smol_tok = load_smollm2()
-    smol_nll, smol_bpb, smol_tokens = score_text(smol, smol_tok, chunks, window=512)
-    speed = compare_decode_speed(n_new=pick(16, 64), repeats=pick(1, 5))
+    smol_nll, smol_bpb, smol_tokens = score_text(smol, smol_tok, chunks, window=setup.smol_window)
+    speed = compare_decode_speed(n_new=setup.decode_new, repeats=setup.decode_repeats)
 
-    curve = fig_dir / "baseline_loss.png"
-    plot_curve(history, curve)
-    rows = [
-        ["tiny HybridLM (bytes)", f"{tiny.num_params(non_embedding=False) / 1e6:.2f}M", "byte",
-         f"{tiny_nll:.3f}", f"{math.exp(tiny_nll):.2f}", f"{tiny_bpb:.3f}"],
-        ["SmolLM2-135M-Instruct (Q4_1 GGUF)", f"{smol.num_params(non_embedding=False) / 1e6:.1f}M",
-         "BPE token",
-         f"{smol_nll:.3f}", f"{math.exp(smol_nll):.2f}", f"{smol_bpb:.3f}"],
+    fig, ax = figure()
+    draw_loss(ax, history)
+    curve = save(fig, fig_dir / "baseline_loss.png")
+    models = [
+        {"model": "tiny HybridLM (bytes)", "params_M": tiny.num_params(non_embedding=False) / 1e6,
+         "unit": "byte", "val_nll": tiny_nll, "bits_per_byte": tiny_bpb},
+        {"model": "SmolLM2-135M-Instruct (Q4_1 GGUF)",
+         "params_M": smol.num_params(non_embedding=False) / 1e6, "unit": "BPE token", "val_nll": smol_nll,
+         "bits_per_byte": smol_bpb},
     ]
+    rows = [[m["model"], f"{m['params_M']:.{2 if m['params_M'] < 10 else 1}f}M", m["unit"],
+             f"{m['val_nll']:.3f}", f"{math.exp(m['val_nll']):.2f}", f"{m['bits_per_byte']:.3f}"]
+            for m in models]
     text = "\n\n".join([
         (f"Shakespeare, held-out works ({len(splits['validation'])} of "
          f"{len(splits['train']) + len(splits['validation'])}); tiny model: {cfg.steps} steps of "
          f"{cfg.batch_size}x{cfg.seq_len} bytes, {history.tokens_per_second:,.0f} train tokens/s; "
          f"both models scored on the same {len(chunks)} passages of {sum(map(len, chunks)):,} characters "
          f"spread over the held-out works, each in non-overlapping windows of its own context: "
-         f"{cfg.seq_len} bytes for the tiny model (its training length), 512 tokens (about 2 kB) for SmolLM2 "
-         f"({smol_tokens:,} tokens scored). Bits per byte puts the two on one scale; part of the gap is "
-         f"SmolLM2's longer context, not only its size."),
+         f"{cfg.seq_len} bytes for the tiny model (its training length), {setup.smol_window} tokens "
+         f"(about 2 kB) for SmolLM2 ({smol_tokens:,} tokens scored). Bits per byte puts the two on one "
+         f"scale; part of the gap is SmolLM2's longer context, not only its size."),
         markdown_table(["model", "params", "unit", "val NLL (nats/unit)", "perplexity", "bits per byte"],
                        rows),
         (f"Greedy decoding of SmolLM2 on this CPU: a {speed['prompt_tokens']}-token chat prompt plus "
@@ -87,7 +103,8 @@ def run(fig_dir: Path, seed: int = 0) -> Section:
         ]),
     ])
     return Section("Baseline: tiny model on Shakespeare, SmolLM2-135M", text,
-                   [(curve, "Tiny byte-level HybridLM on Shakespeare: train and validation loss")])
+                   [(curve, "Tiny byte-level HybridLM on Shakespeare: train and validation loss")],
+                   data=[*models, {"decode_speed": speed}])
 
 
 def spread_chunks(text: str, n_chunks: int, chunk_chars: int) -> list[str]:
@@ -113,16 +130,3 @@ def score_text(model: HybridLM, tokenizer, chunks: list[str], window: int) -> tu
             tokens += piece.numel() - 1
             scored_bytes += len(tokenizer.decode(piece[1:].tolist()).encode("utf-8"))
     return nats / tokens, nats / math.log(2) / scored_bytes, tokens
-
-
-def plot_curve(history, path: Path) -> None:
-    fig = Figure(figsize=(6, 3.5))
-    ax = fig.subplots()
-    ax.plot(history.steps, history.train_loss, alpha=0.5, label="train")
-    ax.plot(history.eval_steps, history.val_loss, marker="o", label="val (held-out works)")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats / byte)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)

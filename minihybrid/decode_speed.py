@@ -1,17 +1,17 @@
 """Greedy decoding speed of SmolLM2-135M: minihybrid's HybridLM vs transformers' LlamaForCausalLM.
 
-Used by the baseline reproduction and by benchmarks/bench_decode.py.
+Used by the baseline reproduction, notebook 00 and benchmarks/bench_decode.py, so all three print the same
+number.
 
 Both load the same GGUF file (dequantized to float32), decode the same chat prompt greedily with a KV cache
-for the same number of new tokens on the same torch threads. After one warm-up run each, the two are timed
-alternately `repeats` times; the figure is the median end-to-end time (prefill + n_new tokens). The generated
-ids must agree.
+for the same number of new tokens on the same torch threads. After one warm-up run each (whose generated ids
+must agree), the two are timed by `minihybrid.timing.compare`, interleaved, `repeats` times; the figure is
+the median end-to-end time (prefill + n_new tokens) and the spread of the per-repeat ratios.
 """
 
 from __future__ import annotations
 
 import platform
-import statistics
 import time
 from pathlib import Path
 
@@ -19,6 +19,7 @@ import torch
 
 from minihybrid.generate import generate
 from minihybrid.pretrained import load_smollm2
+from minihybrid.timing import compare, ratio
 
 DEFAULT_PROMPT = "Explain in a few sentences why the sky is blue."
 
@@ -36,12 +37,6 @@ def load_transformers(path: Path):
 def _hf_generate(model, ids: torch.Tensor, n_new: int) -> torch.Tensor:
     return model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n_new, do_sample=False,
                           use_cache=True)
-
-
-def _timed(fn) -> tuple[float, torch.Tensor]:
-    t0 = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t0, out
 
 
 def compare_decode_speed(n_new: int = 64, prompt: str = DEFAULT_PROMPT, repeats: int = 3,
@@ -66,17 +61,12 @@ def compare_decode_speed(n_new: int = 64, prompt: str = DEFAULT_PROMPT, repeats:
     load_theirs = time.perf_counter() - t0
 
     ids = torch.tensor([tok.encode(tok.chat_prompt(prompt))])
-    run_ours = lambda: generate(ours, ids, n_new).tokens
-    run_theirs = lambda: _hf_generate(theirs, ids, n_new)
-    run_ours(), run_theirs()  # warm-up
-    times_ours, times_theirs = [], []
-    for _ in range(repeats):
-        t, out_ours = _timed(run_ours)
-        times_ours.append(t)
-        t, out_theirs = _timed(run_theirs)
-        times_theirs.append(t)
-    s_ours, s_theirs = statistics.median(times_ours), statistics.median(times_theirs)
-    pair_ratios = [t / o for o, t in zip(times_ours, times_theirs)]  # each repeat ran both back to back
+    runs = {"minihybrid": lambda: generate(ours, ids, n_new).tokens,
+            "transformers": lambda: _hf_generate(theirs, ids, n_new)}
+    tokens_match = torch.equal(runs["minihybrid"](), runs["transformers"]())  # also the warm-up
+    timings = compare(runs, repeats=repeats, warmup=0)
+    speedup = ratio(timings["transformers"], timings["minihybrid"])  # our tokens/s over theirs, per repeat
+    s_ours, s_theirs = timings["minihybrid"].median, timings["transformers"].median
     return {
         "n_new": n_new,
         "prompt_tokens": ids.shape[1],
@@ -86,10 +76,10 @@ def compare_decode_speed(n_new: int = 64, prompt: str = DEFAULT_PROMPT, repeats:
         "transformers_s": s_theirs,
         "minihybrid_tok_s": n_new / s_ours,
         "transformers_tok_s": n_new / s_theirs,
-        "ratio": s_theirs / s_ours,  # minihybrid tokens/s over transformers tokens/s
-        "ratio_min": min(pair_ratios),
-        "ratio_max": max(pair_ratios),
-        "tokens_match": torch.equal(out_ours, out_theirs),
+        "ratio": speedup.median,  # minihybrid tokens/s over transformers tokens/s
+        "ratio_min": speedup.low,
+        "ratio_max": speedup.high,
+        "tokens_match": tokens_match,
         "load_minihybrid_s": load_ours,
         "load_transformers_s": load_theirs,
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),

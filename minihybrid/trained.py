@@ -1,0 +1,66 @@
+"""Trained models cached on disk, so a notebook and the report reuse one training run instead of two.
+
+A run is keyed by everything that determines its weights: the model config, the training config (its seed
+included; not its progress bar or checkpoint path), the name of the training data and the library version.
+The checkpoint lives in `<cache>/checkpoints/<data>-<key>.safetensors` (see data/fetch.py for <cache>) and
+is written at every evaluation, so an interrupted run resumes where it stopped. `retrain=True`, or the
+environment variable MINIHYBRID_RETRAIN=1 (`reproduce --retrain`), trains from scratch again.
+
+    model, history = trained_model(ModelConfig.from_name("tiny"), TrainConfig(steps=1500), streams,
+                                   data="shakespeare-bytes")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+
+import minihybrid
+from minihybrid.config import ModelConfig
+from minihybrid.data import cache_dir
+from minihybrid.model import HybridLM
+from minihybrid.train import TrainConfig, TrainHistory, train
+
+
+def cache_key(model_config: ModelConfig, train_config: TrainConfig, data: str) -> str:
+    """16 hex digits of a hash over the model config, the training config, the data name and the version."""
+    model = {k: v for k, v in dataclasses.asdict(model_config).items() if k != "pattern"}  # layers resolve it
+    run = {k: v for k, v in dataclasses.asdict(train_config).items() if k not in ("checkpoint", "progress")}
+    blob = json.dumps({"model": model, "train": run, "data": data, "version": minihybrid.__version__},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def checkpoint_path(model_config: ModelConfig, train_config: TrainConfig, data: str) -> Path:
+    if not data or not data.replace("-", "").replace("_", "").isalnum():
+        raise ValueError(f"data must name the training data with letters, digits, '-' or '_', got {data!r}")
+    return cache_dir() / "checkpoints" / f"{data}-{cache_key(model_config, train_config, data)}.safetensors"
+
+
+def retrain_requested() -> bool:
+    return os.environ.get("MINIHYBRID_RETRAIN", "0") not in ("", "0", "false", "False")
+
+
+def trained_model(model_config: ModelConfig, train_config: TrainConfig, streams: dict[str, torch.Tensor],
+                  data: str, retrain: bool | None = None, on_eval=None) -> tuple[HybridLM, TrainHistory]:
+    """A HybridLM(model_config) trained by `train` on streams["train"] (val: streams["validation"]).
+
+    Loaded from the cache when this exact run finished before (then on_eval is not called); otherwise
+    trained (resuming a partial checkpoint) and cached. The model is initialised from train_config.seed.
+    """
+    if not {"train", "validation"} <= set(streams):
+        raise ValueError(f"streams must have 'train' and 'validation' token streams, got {sorted(streams)}")
+    path = checkpoint_path(model_config, train_config, data)
+    retrain = retrain_requested() if retrain is None else retrain
+    if retrain and path.exists():
+        path.unlink()
+    torch.manual_seed(train_config.seed)
+    model = HybridLM(model_config)
+    cfg = dataclasses.replace(train_config, checkpoint=str(path))
+    history = train(model, streams["train"], streams["validation"], cfg, on_eval=on_eval, resume=True)
+    return model.eval(), history
