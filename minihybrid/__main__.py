@@ -113,7 +113,7 @@ def main(argv=None) -> None:
 
     try:
         args.func(args)
-    except (ValueError, DownloadError) as error:  # bad input or a missing download: a message, no traceback
+    except (ValueError, TypeError, DownloadError) as error:  # bad input or a missing download: no traceback
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
 

@@ -24,6 +24,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from minihybrid.checks import check_int, check_number
+
 
 @dataclass(frozen=True)
 class LayerSpec:
@@ -105,19 +107,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def _check_sizes(config: ModelConfig) -> None:
     """Every size is a positive int (bool is refused), so a typo fails here and not deep inside torch."""
-    for name in ("vocab_size", "d_model", "n_heads", "n_kv_heads", "head_dim", "d_ff", "n_layers",
-                 "max_seq_len"):
-        value = getattr(config, name)
-        optional = name in ("n_kv_heads", "head_dim", "d_ff", "n_layers")
-        if value is None and optional:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"ModelConfig.{name} must be a positive int{' or None' if optional else ''}, "
-                             f"got {value!r}")
+    for name in ("vocab_size", "d_model", "n_heads", "max_seq_len"):
+        check_int(f"ModelConfig.{name}", getattr(config, name))
+    for name in ("n_kv_heads", "head_dim", "d_ff", "n_layers"):
+        check_int(f"ModelConfig.{name}", getattr(config, name), optional=True)
     for name in ("rope_base", "norm_eps", "init_std"):
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ValueError(f"ModelConfig.{name} must be a positive number, got {value!r}")
+        check_number(f"ModelConfig.{name}", getattr(config, name), inclusive=False)
 
 
 def _check_options(config: ModelConfig) -> None:
@@ -125,12 +120,12 @@ def _check_options(config: ModelConfig) -> None:
     from minihybrid.layers import MIXERS
 
     if not isinstance(config.mixer_options, Mapping):
-        raise ValueError(f"mixer_options must map mixer letters to dicts, got {config.mixer_options!r}")
+        raise TypeError(f"mixer_options must map mixer letters to dicts, got {config.mixer_options!r}")
     for letter, options in config.mixer_options.items():
         if letter not in MIXERS:
             raise ValueError(f"mixer_options names unknown mixer {letter!r}; registered: {', '.join(MIXERS)}")
         if not isinstance(options, Mapping):
-            raise ValueError(f"mixer_options[{letter!r}] must be a dict of options, got {options!r}")
+            raise TypeError(f"mixer_options[{letter!r}] must be a dict of options, got {options!r}")
     for i, spec in enumerate(config.layers):
         cls = MIXERS[spec.mixer]
         accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "config",

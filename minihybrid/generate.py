@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from minihybrid.checks import check_int, check_number
 from minihybrid.model import HybridLM, ModelCache
 from minihybrid.timing import clock
 
@@ -100,8 +101,7 @@ def _check_generate_args(model, prompt, max_new_tokens, temperature, top_k, eos_
     if not isinstance(prompt, torch.Tensor) or prompt.dim() != 2 or prompt.shape[1] == 0:
         shape = tuple(prompt.shape) if isinstance(prompt, torch.Tensor) else type(prompt).__name__
         raise ValueError(f"prompt must be (batch, seq_len>0) token ids, got {shape}")
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
+    check_int("max_new_tokens", max_new_tokens)
     _check_sampling(temperature, top_k)
     vocab = getattr(model.config, "vocab_size", None)
     if eos_id is not None and not (0 <= eos_id and (vocab is None or eos_id < vocab)):
@@ -112,7 +112,5 @@ def _check_generate_args(model, prompt, max_new_tokens, temperature, top_k, eos_
 
 
 def _check_sampling(temperature: float, top_k: int | None) -> None:
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature >= 0:
-        raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(f"top_k must be None or an int >= 1, got {top_k!r}")
+    check_number("temperature", temperature)
+    check_int("top_k", top_k, optional=True)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from minihybrid.checks import check_int
 from minihybrid.config import ModelConfig
 from minihybrid.layers import build_mixer
 from minihybrid.layers.ffn import SwiGLU
@@ -131,9 +132,8 @@ class HybridLM(nn.Module):
     def init_cache(self, batch: int = 1, max_len: int | None = None) -> ModelCache:
         """Empty caches for decoding `batch` sequences up to max_len tokens (default: config.max_seq_len)."""
         max_len = self.config.max_seq_len if max_len is None else max_len
-        for name, value in (("batch", batch), ("max_len", max_len)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"init_cache: {name} must be an int >= 1, got {value!r}")
+        check_int("init_cache: batch", batch)
+        check_int("init_cache: max_len", max_len)
         if max_len > self.config.max_seq_len:
             raise ValueError(f"init_cache: max_len={max_len} exceeds max_seq_len={self.config.max_seq_len}")
         param = next(self.parameters())

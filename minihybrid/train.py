@@ -21,6 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from minihybrid.checks import check_int, check_number
 from minihybrid.data import iter_eval_batches, sample_batch
 from minihybrid.model import HybridLM
 
@@ -41,6 +42,18 @@ class TrainConfig:
     seed: int = 0
     checkpoint: str | None = None  # path of a .safetensors file, written at every eval and at the end
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "seq_len", "eval_every", "eval_batches"):
+            check_int(f"TrainConfig.{name}", getattr(self, name))
+        check_int("TrainConfig.warmup_steps", self.warmup_steps, minimum=0)
+        check_number("TrainConfig.lr", self.lr, inclusive=False)
+        check_number("TrainConfig.grad_clip", self.grad_clip, inclusive=False)
+        check_number("TrainConfig.weight_decay", self.weight_decay)
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"TrainConfig.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"TrainConfig.betas must be two numbers in [0, 1), got {self.betas!r}")
 
 
 @dataclass
@@ -99,8 +112,14 @@ def train(model: HybridLM, train_ids: torch.Tensor, val_ids: torch.Tensor, cfg: 
     on_eval(history) is called after every evaluation (a notebook uses it for a live loss plot).
     With resume=True and an existing cfg.checkpoint, training continues from it.
     """
-    if train_ids.dim() != 1 or val_ids.dim() != 1:
-        raise ValueError("train_ids and val_ids must be 1-D token streams")
+    for name, ids in (("train_ids", train_ids), ("val_ids", val_ids)):
+        if not isinstance(ids, torch.Tensor) or ids.dim() != 1 or ids.dtype != torch.long:
+            raise ValueError(f"{name} must be a 1-D torch.long token stream")
+        if ids.numel() and (ids.min() < 0 or ids.max() >= model.config.vocab_size):
+            raise ValueError(f"{name} holds ids outside the vocabulary 0..{model.config.vocab_size - 1}")
+        if ids.numel() < cfg.seq_len + 1:
+            raise ValueError(f"{name} has {ids.numel()} tokens; a window needs seq_len + 1 = "
+                             f"{cfg.seq_len + 1}")
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
     optimizer = make_optimizer(model, cfg)

@@ -20,7 +20,8 @@ def test_ratio_is_per_repeat():
 
 
 def test_target_lines():
-    assert target_line("numba/sdpa at n=2048", 1.404, "<=", 2.0) == "target numba/sdpa at n=2048: 1.40 <= 2 -> met"
+    line = target_line("numba/sdpa at n=2048", 1.404, "<=", 2.0)
+    assert line == "target numba/sdpa at n=2048: 1.40 <= 2 -> met"
     assert target_line("speed-up", 0.9, ">=", 1.0).endswith("-> not met")
     with pytest.raises(ValueError, match="op must be one of"):
         target_line("x", 1.0, "=", 1.0)
