@@ -1,0 +1,155 @@
+"""Malformed input at every public entry point fails early with a clear error naming the argument.
+
+One table: (case id, a call with one thing wrong, the exception, a fragment of its message). A new entry
+point adds its rows here. Nothing in the table may raise a raw torch/numpy error or pass silently.
+"""
+
+import pytest
+import torch
+
+from minihybrid import HybridLM, LayerSpec, ModelConfig
+from minihybrid.__main__ import main as cli
+from minihybrid.generate import generate
+from minihybrid.reproduce import Claim, load
+from minihybrid.timing import compare, target_line
+from minihybrid.train import TrainConfig, load_checkpoint, train
+
+SMALL = {"vocab_size": 40, "d_model": 16, "n_heads": 2, "pattern": "AS", "max_seq_len": 32}
+
+
+def model() -> HybridLM:
+    torch.manual_seed(0)
+    return HybridLM(ModelConfig(**SMALL)).eval()
+
+
+def ids(*shape, high=40, dtype=torch.long):
+    return torch.randint(0, high, shape).to(dtype)
+
+
+def config(**changes):
+    return lambda: ModelConfig(**{**SMALL, **changes})
+
+
+def forward(x, **kwargs):
+    return lambda: model()(x, **kwargs)
+
+
+def cached(batch, x):
+    """A forward of x into a cache built for `batch` sequences of 8 tokens."""
+    def call():
+        m = model()
+        m(x, cache=m.init_cache(batch, 8))
+    return call
+
+
+def gen(prompt=None, n=4, **kwargs):
+    return lambda: generate(model(), ids(1, 3) if prompt is None else prompt, n, **kwargs)
+
+
+def train_on(train_ids, val_ids=None, **cfg):
+    cfg = TrainConfig(**{"steps": 1, "batch_size": 2, "seq_len": 8, "progress": False, **cfg})
+    return lambda: train(model(), train_ids, ids(50) if val_ids is None else val_ids, cfg)
+
+
+def corrupt_checkpoint(tmp_path):
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(b"\x00" * 20)
+    return lambda: load_checkpoint(path, model())
+
+
+def rollback(pos):
+    def call():
+        m = model()
+        cache = m.init_cache(1, 8)
+        m(ids(1, 5), cache=cache)
+        cache.rollback(pos)
+    return call
+
+
+def run_cli(*argv):
+    def call():
+        with pytest.raises(SystemExit) as exit_info:
+            cli(list(argv))
+        assert exit_info.value.code == 2
+        raise ValueError("cli exited with status 2")  # the message itself is checked through capsys
+    return call
+
+
+CASES = [
+    # config
+    ("config-zero-width", config(d_model=0), ValueError, "ModelConfig.d_model must be an int >= 1"),
+    ("config-negative-vocab", config(vocab_size=-5), ValueError, "ModelConfig.vocab_size must be an int >= 1"),
+    ("config-float-length", config(max_seq_len=1.5), ValueError, "ModelConfig.max_seq_len must be an int"),
+    ("config-bool-heads", config(n_heads=True), ValueError, "ModelConfig.n_heads must be an int"),
+    ("config-gqa", config(n_heads=4, n_kv_heads=3, d_model=32), ValueError, "multiple of n_kv_heads=3"),
+    ("config-odd-head-dim", config(head_dim=7), ValueError, "head_dim=7 must be even"),
+    ("config-zero-eps", config(norm_eps=0), ValueError, "ModelConfig.norm_eps must be a number > 0"),
+    ("config-letter", config(pattern="AXA"), ValueError, "unknown mixer letter 'X'"),
+    ("config-ratio-fit", config(pattern="1:5", n_layers=8), ValueError, "multiple of 6"),
+    ("config-empty-pattern", config(pattern=""), ValueError, "at least one layer"),
+    ("config-option-name", config(pattern=[LayerSpec("S", {"windw": 3})]), ValueError, "has no option 'windw'"),
+    ("config-options-letter", config(mixer_options={"Q": {}}), ValueError, "unknown mixer 'Q'"),
+    ("config-options-type", config(mixer_options=["S"]), TypeError, "mixer_options must map"),
+    ("config-preset", lambda: ModelConfig.from_name("huge"), ValueError, "unknown preset 'huge'"),
+    ("config-window-zero", lambda: HybridLM(ModelConfig(**{**SMALL, "mixer_options": {"S": {"window": 0}}})),
+     ValueError, "window must be >= 1"),
+    # model forward
+    ("forward-float-ids", forward(ids(1, 4, dtype=torch.float32)), ValueError, "integer token ids"),
+    ("forward-id-too-large", forward(torch.tensor([[1, 40]])), ValueError, "token id 40 is outside"),
+    ("forward-negative-id", forward(torch.tensor([[-1, 2]])), ValueError, "token id -1 is outside"),
+    ("forward-1d", forward(ids(4)), ValueError, "(batch, seq_len>0)"),
+    ("forward-empty", forward(ids(1, 0)), ValueError, "(batch, seq_len>0)"),
+    ("forward-not-a-tensor", forward([[1, 2]]), ValueError, "got list"),
+    ("forward-too-long", forward(ids(1, 33)), ValueError, "exceed max_seq_len=32"),
+    ("forward-skip-index", forward(ids(1, 4), skip_layers=[5]), ValueError, "block indices in 0..1"),
+    # caches
+    ("cache-batch-zero", lambda: model().init_cache(0, 8), ValueError, "init_cache: batch must be an int >= 1"),
+    ("cache-too-long", lambda: model().init_cache(1, 64), ValueError, "exceeds max_seq_len=32"),
+    ("cache-other-batch", cached(2, ids(1, 4)), ValueError, "built for batch 2"),
+    ("cache-overflow", cached(1, ids(1, 9)), ValueError, "overflows"),
+    ("cache-rollback-negative", rollback(-1), ValueError, "must be in 0..5"),
+    ("cache-rollback-future", rollback(6), ValueError, "must be in 0..5"),
+    # generate
+    ("generate-zero-tokens", gen(n=0), ValueError, "max_new_tokens must be an int >= 1"),
+    ("generate-negative-tokens", gen(n=-3), ValueError, "max_new_tokens must be an int >= 1"),
+    ("generate-temperature", gen(temperature=-1.0), ValueError, "temperature must be a number >= 0"),
+    ("generate-top-k", gen(top_k=0), ValueError, "top_k must be an int >= 1 or None"),
+    ("generate-float-prompt", gen(prompt=ids(1, 3, dtype=torch.float32)), ValueError, "integer token ids"),
+    ("generate-1d-prompt", gen(prompt=ids(3)), ValueError, "prompt must be (batch, seq_len>0)"),
+    ("generate-eos", gen(eos_id=10**6), ValueError, "eos_id must be a token id in 0..39"),
+    ("generate-too-long", gen(n=40), ValueError, "exceeds max_seq_len=32"),
+    # training
+    ("train-zero-steps", lambda: TrainConfig(steps=0), ValueError, "TrainConfig.steps must be an int >= 1"),
+    ("train-negative-lr", lambda: TrainConfig(lr=-1e-3), ValueError, "TrainConfig.lr must be a number > 0"),
+    ("train-batch", lambda: TrainConfig(batch_size=0), ValueError, "TrainConfig.batch_size must be an int"),
+    ("train-betas", lambda: TrainConfig(betas=(0.9, 1.5)), ValueError, "TrainConfig.betas"),
+    ("train-float-stream", train_on(ids(50, dtype=torch.float32)), ValueError, "train_ids must be a 1-D"),
+    ("train-2d-stream", train_on(ids(2, 50)), ValueError, "train_ids must be a 1-D"),
+    ("train-vocab", train_on(ids(50, high=99)), ValueError, "train_ids holds ids outside the vocabulary"),
+    ("train-short-val", train_on(ids(50), ids(5)), ValueError, "val_ids has 5 tokens"),
+    ("checkpoint-corrupt", "corrupt_checkpoint", ValueError, "not a readable safetensors file"),
+    # reproductions, timing, command line
+    ("reproduce-unknown", lambda: load("nosuch"), ValueError, "unknown reproduction 'nosuch'"),
+    ("claim-verdict", lambda: Claim("a", "b", "maybe", "c"), ValueError, "verdict must be one of"),
+    ("timing-repeats", lambda: compare({"a": int}, repeats=0), ValueError, "repeats must be >= 1"),
+    ("timing-op", lambda: target_line("x", 1.0, "==", 1.0), ValueError, "op must be one of"),
+    ("cli-unknown-reproduction", run_cli("reproduce", "--only", "nosuch"), ValueError, "status 2"),
+    ("cli-unknown-preset", run_cli("train", "--preset", "huge", "--steps", "1"), ValueError, "status 2"),
+]
+CLI_MESSAGES = {"cli-unknown-reproduction": "error: unknown reproduction 'nosuch'",
+                "cli-unknown-preset": "error: unknown preset 'huge'"}
+
+
+def test_the_table_is_large_enough():
+    assert len(CASES) >= 40 and len({case[0] for case in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case,call,error,match", CASES, ids=[case[0] for case in CASES])
+def test_bad_input_is_refused_clearly(case, call, error, match, tmp_path, capsys):
+    if isinstance(call, str):  # a builder that needs a temporary folder
+        call = globals()[call](tmp_path)
+    with pytest.raises(error) as info:
+        call()
+    assert match in str(info.value), f"{case}: {info.value}"
+    if case in CLI_MESSAGES:
+        assert CLI_MESSAGES[case] in capsys.readouterr().err
