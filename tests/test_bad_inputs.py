@@ -78,7 +78,7 @@ def run_cli(*argv):
 CASES = [
     # config
     ("config-zero-width", config(d_model=0), ValueError, "ModelConfig.d_model must be an int >= 1"),
-    ("config-negative-vocab", config(vocab_size=-5), ValueError, "ModelConfig.vocab_size must be an int >= 1"),
+    ("config-negative-vocab", config(vocab_size=-5), ValueError, "ModelConfig.vocab_size must be an int"),
     ("config-float-length", config(max_seq_len=1.5), ValueError, "ModelConfig.max_seq_len must be an int"),
     ("config-bool-heads", config(n_heads=True), ValueError, "ModelConfig.n_heads must be an int"),
     ("config-gqa", config(n_heads=4, n_kv_heads=3, d_model=32), ValueError, "multiple of n_kv_heads=3"),
@@ -87,7 +87,7 @@ CASES = [
     ("config-letter", config(pattern="AXA"), ValueError, "unknown mixer letter 'X'"),
     ("config-ratio-fit", config(pattern="1:5", n_layers=8), ValueError, "multiple of 6"),
     ("config-empty-pattern", config(pattern=""), ValueError, "at least one layer"),
-    ("config-option-name", config(pattern=[LayerSpec("S", {"windw": 3})]), ValueError, "has no option 'windw'"),
+    ("config-option-name", config(pattern=[LayerSpec("S", {"windw": 3})]), ValueError, "no option 'windw'"),
     ("config-options-letter", config(mixer_options={"Q": {}}), ValueError, "unknown mixer 'Q'"),
     ("config-options-type", config(mixer_options=["S"]), TypeError, "mixer_options must map"),
     ("config-preset", lambda: ModelConfig.from_name("huge"), ValueError, "unknown preset 'huge'"),
@@ -103,7 +103,7 @@ CASES = [
     ("forward-too-long", forward(ids(1, 33)), ValueError, "exceed max_seq_len=32"),
     ("forward-skip-index", forward(ids(1, 4), skip_layers=[5]), ValueError, "block indices in 0..1"),
     # caches
-    ("cache-batch-zero", lambda: model().init_cache(0, 8), ValueError, "init_cache: batch must be an int >= 1"),
+    ("cache-batch-zero", lambda: model().init_cache(0, 8), ValueError, "init_cache: batch must be an int"),
     ("cache-too-long", lambda: model().init_cache(1, 64), ValueError, "exceeds max_seq_len=32"),
     ("cache-other-batch", cached(2, ids(1, 4)), ValueError, "built for batch 2"),
     ("cache-overflow", cached(1, ids(1, 9)), ValueError, "overflows"),
