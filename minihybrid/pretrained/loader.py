@@ -1,8 +1,16 @@
-"""SmolLM2-135M-Instruct (any llama-architecture GGUF file) as a `HybridLM` of attention blocks.
+"""SmolLM2-135M-Instruct (any llama-architecture GGUF file) as a `HybridLM`: attention blocks, or any pattern.
 
     model, tok = load_smollm2()                       # downloads the 98 MB GGUF once (see data/fetch.py)
     ids = torch.tensor([tok.encode(tok.chat_prompt("What is 2+2?"))])
     out = generate(model, ids, 32, eos_id=tok.eos_id)
+
+The file's weights also fit another layer pattern whose mixers hold the same parameters as attention,
+e.g. every block sliding-window attention sharing the full-attention weights:
+
+    model, tok = load_smollm2(pattern=[LayerSpec("S", {"window": 256})] * 30)
+
+A mixer with other parameters (a state-space block, say) is refused, naming the block, before any model is
+built; so is a pattern with another number of blocks than the file.
 
 Dimensions: V vocabulary, d d_model, F d_ff, Hq query heads, Hkv key/value heads, D head dim.
 
@@ -38,7 +46,7 @@ reshape(H, D/2, 2, d).transpose(1, 2), which restores the rotate-half layout.
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 import numpy as np
 import torch
@@ -47,7 +55,8 @@ from gguf.quants import dequantize
 
 from minihybrid.config import ModelConfig
 from minihybrid.model import HybridLM
-from minihybrid.tokenizer_gguf import GGUFTokenizer
+from minihybrid.pretrained.gguf_file import metadata, open_gguf, source_name
+from minihybrid.pretrained.tokenizer import GGUFTokenizer
 
 _BLOCK_NAMES = {  # GGUF name inside blk.{i} -> our parameter inside blocks[i]
     "attn_norm.weight": "mixer_norm.weight",
@@ -60,74 +69,55 @@ _BLOCK_NAMES = {  # GGUF name inside blk.{i} -> our parameter inside blocks[i]
     "ffn_up.weight": "ffn.up.weight",
     "ffn_down.weight": "ffn.down.weight",
 }
+_MIXER_NAMES = {ours.removeprefix("mixer.") for ours in _BLOCK_NAMES.values() if ours.startswith("mixer.")}
 
 
-def open_gguf(path: str | Path) -> GGUFReader:
-    """A `GGUFReader` for `path`; anything that is not a complete GGUF file raises ValueError naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no GGUF file at {path}")
-    try:
-        reader = GGUFReader(path)
-    except OSError:
-        raise
-    except Exception as e:  # the reader fails with ValueError, IndexError, ... on corrupt input
-        raise ValueError(f"{path} could not be read as a GGUF file (corrupt, truncated or another format): "
-                         f"{e}") from e
-    size = path.stat().st_size
-    for tensor in reader.tensors:
-        if tensor.data_offset + tensor.n_bytes > size or tensor.data.nbytes != tensor.n_bytes:
-            raise ValueError(f"{path} is truncated: tensor {tensor.name} runs past the end of the file")
-    return reader
-
-
-def _field(reader: GGUFReader, key: str, default=None):
-    field = reader.fields.get(key)
-    if field is None:
-        if default is None:
-            raise ValueError(f"{_source(reader)} lacks the metadata key {key!r}")
-        return default
-    return field.contents()
-
-
-def _source(reader: GGUFReader) -> str:
-    return str(getattr(reader.data, "filename", None) or "GGUF file")
-
-
-def config_from_gguf(reader: GGUFReader, max_seq_len: int | None = None) -> ModelConfig:
-    """The ModelConfig of a llama-architecture GGUF file: every block "A" (full causal GQA attention).
+def config_from_gguf(reader: GGUFReader, max_seq_len: int | None = None, pattern=None) -> ModelConfig:
+    """The ModelConfig of a llama-architecture GGUF file.
 
     max_seq_len defaults to the file's training context (llama.context_length, 8192 for SmolLM2).
+    pattern: anything `ModelConfig` accepts ("S" * 30, "1:5", a list of LayerSpec) with as many blocks as
+    the file (llama.block_count); default every block "A" (full causal GQA attention).
     """
-    arch = _field(reader, "general.architecture")
+    source = source_name(reader)
+    arch = metadata(reader, "general.architecture")
     if arch != "llama":
-        raise ValueError(f"{_source(reader)}: architecture {arch!r} is not supported (only 'llama')")
-    if _field(reader, "llama.rope.scaling.type", "none") != "none":
-        raise ValueError(f"{_source(reader)}: RoPE scaling is not supported")
+        raise ValueError(f"{source}: architecture {arch!r} is not supported (only 'llama')")
+    if metadata(reader, "llama.rope.scaling.type", "none") != "none":
+        raise ValueError(f"{source}: RoPE scaling is not supported")
     names = {t.name for t in reader.tensors}
     if "token_embd.weight" not in names:
-        raise ValueError(f"{_source(reader)} has no token_embd.weight tensor")
+        raise ValueError(f"{source} has no token_embd.weight tensor")
     if any(name.endswith(".bias") for name in names):
-        raise ValueError(f"{_source(reader)}: linear biases are not supported")
-    d_model = int(_field(reader, "llama.embedding_length"))
-    n_heads = int(_field(reader, "llama.attention.head_count"))
-    head_dim = int(_field(reader, "llama.attention.key_length", d_model // n_heads))
-    if int(_field(reader, "llama.rope.dimension_count", head_dim)) != head_dim:
-        raise ValueError(f"{_source(reader)}: partial rotary embeddings are not supported")
+        raise ValueError(f"{source}: linear biases are not supported")
+    d_model = int(metadata(reader, "llama.embedding_length"))
+    n_heads = int(metadata(reader, "llama.attention.head_count"))
+    head_dim = int(metadata(reader, "llama.attention.key_length", d_model // n_heads))
+    if int(metadata(reader, "llama.rope.dimension_count", head_dim)) != head_dim:
+        raise ValueError(f"{source}: partial rotary embeddings are not supported")
     embed = next(t for t in reader.tensors if t.name == "token_embd.weight")
-    return ModelConfig(
+    n_blocks = int(metadata(reader, "llama.block_count"))
+    config = ModelConfig(
         vocab_size=int(embed.shape[1]),  # GGUF shape (d, V), fastest dimension first
         d_model=d_model,
         n_heads=n_heads,
-        n_kv_heads=int(_field(reader, "llama.attention.head_count_kv", n_heads)),
+        n_kv_heads=int(metadata(reader, "llama.attention.head_count_kv", n_heads)),
         head_dim=head_dim,
-        d_ff=int(_field(reader, "llama.feed_forward_length")),
-        pattern="A" * int(_field(reader, "llama.block_count")),
-        max_seq_len=max_seq_len or int(_field(reader, "llama.context_length")),
-        rope_base=float(_field(reader, "llama.rope.freq_base", 10000.0)),
-        norm_eps=float(_field(reader, "llama.attention.layer_norm_rms_epsilon")),
+        d_ff=int(metadata(reader, "llama.feed_forward_length")),
+        pattern="A" * n_blocks,
+        max_seq_len=int(metadata(reader, "llama.context_length")) if max_seq_len is None else max_seq_len,
+        rope_base=float(metadata(reader, "llama.rope.freq_base", 10000.0)),
+        norm_eps=float(metadata(reader, "llama.attention.layer_norm_rms_epsilon")),
         tie_embeddings="output.weight" not in names,
     )
+    if pattern is None:
+        return config
+    ratio = isinstance(pattern, str) and ":" in pattern  # a ratio fills the file's block count
+    config = config.with_pattern(pattern, n_layers=n_blocks if ratio else None)
+    if config.n_layers != n_blocks:
+        raise ValueError(f"pattern {config.pattern_string!r} has {config.n_layers} blocks but {source} has "
+                         f"{n_blocks}; give one mixer per block")
+    return config
 
 
 def unpermute_qk(weight: np.ndarray, n_heads: int) -> np.ndarray:
@@ -137,7 +127,12 @@ def unpermute_qk(weight: np.ndarray, n_heads: int) -> np.ndarray:
 
 
 def state_dict_from_gguf(reader: GGUFReader, config: ModelConfig) -> dict[str, torch.Tensor]:
-    """Dequantized float32 tensors under our parameter names; all must be present with the right shapes."""
+    """Dequantized float32 tensors under our parameter names; all must be present with the right shapes.
+
+    Every block's mixer must hold exactly the attention parameters the file gives it (q/k/v/o_proj),
+    whatever its letter; otherwise ValueError names the block, its letter and the names that differ.
+    """
+    source = source_name(reader)
     tensors = {t.name: t for t in reader.tensors}
     wanted = {"token_embd.weight": "embed.weight", "output_norm.weight": "norm.weight"}
     if not config.tie_embeddings:
@@ -146,25 +141,26 @@ def state_dict_from_gguf(reader: GGUFReader, config: ModelConfig) -> dict[str, t
         wanted.update({f"blk.{i}.{g}": f"blocks.{i}.{ours}" for g, ours in _BLOCK_NAMES.items()})
     unknown = sorted(set(tensors) - set(wanted) - {"output.weight"})
     if unknown:  # e.g. rope_freqs.weight (Llama-3 RoPE scaling): loading without it would be silently wrong
-        raise ValueError(f"{_source(reader)} has tensors this loader does not understand: {unknown[:5]}")
+        raise ValueError(f"{source} has tensors this loader does not understand: {unknown[:5]}")
     missing = sorted(set(wanted) - set(tensors) - {"token_embd.weight"})
     if missing:
-        raise ValueError(f"{_source(reader)} lacks tensors {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+        raise ValueError(f"{source} lacks tensors {missing[:5]}{' ...' if len(missing) > 5 else ''}")
     expected = _param_shapes(config)
+    _check_mixers(config, expected, source)
     state = {}
     for gguf_name, ours in sorted(wanted.items(), key=lambda kv: kv[1]):
         t = tensors[gguf_name]
         try:
             weight = dequantize(t.data, t.tensor_type)
         except NotImplementedError as e:
-            raise ValueError(f"{_source(reader)}: {gguf_name} is {t.tensor_type.name}, which gguf cannot "
+            raise ValueError(f"{source}: {gguf_name} is {t.tensor_type.name}, which gguf cannot "
                              f"dequantize ({e})") from e
         if gguf_name.endswith("attn_q.weight"):
             weight = unpermute_qk(weight, config.n_heads)
         elif gguf_name.endswith("attn_k.weight"):
             weight = unpermute_qk(weight, config.n_kv_heads)
         if tuple(weight.shape) != expected[ours]:
-            raise ValueError(f"{_source(reader)}: {gguf_name} has shape {tuple(weight.shape)}, "
+            raise ValueError(f"{source}: {gguf_name} has shape {tuple(weight.shape)}, "
                              f"expected {expected[ours]} for {ours}")
         state[ours] = torch.from_numpy(np.array(weight, dtype=np.float32))  # a copy: the file is read-only
     if config.tie_embeddings:
@@ -179,27 +175,47 @@ def _param_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     return {name: tuple(p.shape) for name, p in model.state_dict().items()}
 
 
-def load_gguf_model(path: str | Path, dtype: torch.dtype = torch.float32, max_seq_len: int | None = None,
-                    reader: GGUFReader | None = None) -> HybridLM:
+def _check_mixers(config: ModelConfig, shapes: dict[str, tuple[int, ...]], source: str) -> None:
+    """Each block's mixer has exactly the parameters q_proj, k_proj, v_proj, o_proj that the file provides."""
+    for i, spec in enumerate(config.layers):
+        prefix = f"blocks.{i}.mixer."
+        has = {name.removeprefix(prefix) for name in shapes if name.startswith(prefix)}
+        if has != _MIXER_NAMES:
+            raise ValueError(
+                f"block {i}: mixer {spec.mixer!r} does not hold the attention parameters of {source}: "
+                f"the mixer lacks {sorted(_MIXER_NAMES - has)}, the file lacks {sorted(has - _MIXER_NAMES)}"
+            )
+
+
+def load_gguf_model(path: str | os.PathLike, dtype: torch.dtype = torch.float32,
+                    max_seq_len: int | None = None, reader: GGUFReader | None = None,
+                    pattern=None) -> HybridLM:
     """A HybridLM in eval mode with the (dequantized) weights of a llama-architecture GGUF file.
 
     Everything is read and checked before the model is built, so a bad file raises ValueError and
-    returns nothing half-loaded. Pass `reader` to reuse an open `open_gguf(path)`.
+    returns nothing half-loaded. Pass `reader` to reuse an open `open_gguf(path)`; `pattern` builds
+    another layer pattern on the same weights (see `config_from_gguf`).
     """
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype must be a torch.dtype such as torch.float32, got {dtype!r}")
+    if not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating-point dtype (torch.float32, torch.bfloat16, ...), "
+                         f"got {dtype}")
     reader = reader or open_gguf(path)
-    config = config_from_gguf(reader, max_seq_len)
+    config = config_from_gguf(reader, max_seq_len, pattern)
     state = state_dict_from_gguf(reader, config)
     model = HybridLM(config)
     model.load_state_dict(state, strict=True)
     return model.to(dtype).eval()
 
 
-def load_smollm2(path: str | Path | None = None, dtype: torch.dtype = torch.float32,
-                 max_seq_len: int | None = None) -> tuple[HybridLM, GGUFTokenizer]:
+def load_smollm2(path: str | os.PathLike | None = None, dtype: torch.dtype = torch.float32,
+                 max_seq_len: int | None = None, pattern=None) -> tuple[HybridLM, GGUFTokenizer]:
     """SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized) and its tokenizer.
 
     path: a .gguf file; default `minihybrid.data.fetch.smollm2_gguf_path()` (env MINIHYBRID_SMOLLM2_GGUF,
     else downloaded once into the cache; raises DownloadError when that is impossible).
+    pattern: 30 blocks in any layer pattern whose mixers take attention weights; default all "A".
     """
     if path is None:
         from minihybrid.data.fetch import smollm2_gguf_path
@@ -207,4 +223,4 @@ def load_smollm2(path: str | Path | None = None, dtype: torch.dtype = torch.floa
         path = smollm2_gguf_path()
     reader = open_gguf(path)
     tokenizer = GGUFTokenizer.from_reader(reader)
-    return load_gguf_model(path, dtype, max_seq_len, reader=reader), tokenizer
+    return load_gguf_model(path, dtype, max_seq_len, reader=reader, pattern=pattern), tokenizer
