@@ -1,15 +1,21 @@
 """Malformed input at every public entry point fails early with a clear error naming the argument.
 
-One table: (case id, a call with one thing wrong, the exception, a fragment of its message). A new entry
+One table: (case id, a call with one thing wrong, the exception, a fragment of its message); a call that
+takes an argument is a builder given pytest's tmp_path, returning the call. A new entry
 point adds its rows here. Nothing in the table may raise a raw torch/numpy error or pass silently.
 """
 
+import inspect
+
 import pytest
 import torch
+from test_pretrained import write_tiny_llama
 
 from minihybrid import HybridLM, LayerSpec, ModelConfig
 from minihybrid.__main__ import main as cli
+from minihybrid.data import ByteTokenizer, byte_streams, iter_eval_batches, sample_batch
 from minihybrid.generate import generate
+from minihybrid.pretrained import load_gguf_model, load_smollm2, open_gguf
 from minihybrid.reproduce import Claim, load
 from minihybrid.timing import compare, target_line
 from minihybrid.train import TrainConfig, load_checkpoint, train
@@ -55,6 +61,21 @@ def corrupt_checkpoint(tmp_path):
     path = tmp_path / "bad.safetensors"
     path.write_bytes(b"\x00" * 20)
     return lambda: load_checkpoint(path, model())
+
+
+def gguf_file(tmp_path, damage=None):
+    """A 2-block llama GGUF file, optionally damaged: 'noise' (random bytes) or 'cut' (its first half)."""
+    path = tmp_path / "tiny.gguf"
+    write_tiny_llama(path)
+    if damage == "noise":
+        path.write_bytes(torch.randint(0, 256, (4096,), dtype=torch.uint8).numpy().tobytes())
+    elif damage == "cut":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return path
+
+
+def loading(damage=None, **kwargs):
+    return lambda tmp_path: lambda: load_gguf_model(gguf_file(tmp_path, damage), **kwargs)
 
 
 def rollback(pos):
@@ -127,7 +148,23 @@ CASES = [
     ("train-2d-stream", train_on(ids(2, 50)), ValueError, "train_ids must be a 1-D"),
     ("train-vocab", train_on(ids(50, high=99)), ValueError, "train_ids holds ids outside the vocabulary"),
     ("train-short-val", train_on(ids(50), ids(5)), ValueError, "val_ids has 5 tokens"),
-    ("checkpoint-corrupt", "corrupt_checkpoint", ValueError, "not a readable safetensors file"),
+    ("checkpoint-corrupt", corrupt_checkpoint, ValueError, "not a readable safetensors file"),
+    # loaders and data
+    ("gguf-missing", lambda: load_smollm2("/nonexistent/model.gguf"), FileNotFoundError, "no GGUF file at"),
+    ("gguf-path-type", lambda: open_gguf(42), TypeError, "path must be a str or pathlib.Path"),
+    ("gguf-noise", loading("noise"), ValueError, "could not be read as a GGUF file"),
+    ("gguf-truncated", loading("cut"), ValueError, "tiny.gguf"),
+    ("gguf-pattern-length", loading(pattern="SSS"), ValueError, "has 3 blocks but"),
+    ("gguf-dtype", loading(dtype=torch.int64), ValueError, "dtype must be a floating-point dtype"),
+    ("gguf-max-seq-len", loading(max_seq_len=0), ValueError, "ModelConfig.max_seq_len must be an int >= 1"),
+    ("batch-float-stream", lambda: sample_batch(torch.arange(100.0), 2, 8), ValueError, "1-D torch.long"),
+    ("batch-2d-stream", lambda: iter_eval_batches(torch.arange(100).view(10, 10), 2, 8), ValueError,
+     "shape (10, 10)"),
+    ("batch-size-zero", lambda: sample_batch(torch.arange(100), 0, 8), ValueError, "batch_size must be"),
+    ("batch-short-stream", lambda: sample_batch(torch.arange(8), 2, 8), ValueError, "needs 9"),
+    ("streams-corpus", lambda: byte_streams("Python"), ValueError, "corpus must be one of 'shakespeare'"),
+    ("bytes-decode", lambda: ByteTokenizer().decode([300]), ValueError, "ids must be byte values"),
+    ("bytes-encode", lambda: ByteTokenizer().encode(b"x"), TypeError, "text must be a str, got bytes"),
     # reproductions, timing, command line
     ("reproduce-unknown", lambda: load("nosuch"), ValueError, "unknown reproduction 'nosuch'"),
     ("claim-verdict", lambda: Claim("a", "b", "maybe", "c"), ValueError, "verdict must be one of"),
@@ -146,8 +183,8 @@ def test_the_table_is_large_enough():
 
 @pytest.mark.parametrize("case,call,error,match", CASES, ids=[case[0] for case in CASES])
 def test_bad_input_is_refused_clearly(case, call, error, match, tmp_path, capsys):
-    if isinstance(call, str):  # a builder that needs a temporary folder
-        call = globals()[call](tmp_path)
+    if inspect.signature(call).parameters:  # a builder that needs a temporary folder
+        call = call(tmp_path)
     with pytest.raises(error) as info:
         call()
     assert match in str(info.value), f"{case}: {info.value}"
