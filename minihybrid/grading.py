@@ -1,25 +1,89 @@
-"""Grade the exercises: ``python -m minihybrid grade [--impl solutions] [--exercise ex00] [--json PATH]``.
+"""Grading and progress: ``python -m minihybrid grade [--impl solutions] [--exercise ex00] [--json PATH]``
+and ``progress("ex00")``.
 
-Runs the graded tests of the course repository (tests/graded) in a pytest subprocess, with the environment
-variable MINIHYBRID_IMPL choosing what they test: your exercises/ (the default) or the reference solutions/.
-Prints the points per exercise and writes a JSON report: per test its id, exercise, points, outcome,
-exception and a short message, plus the per-exercise summary and the total.
+The exercise files: solutions/exNN_<topic>.py holds the reference answers of exercise exNN (its id is the
+file name up to the first underscore); tools/make_exercises.py generates exercises/ from it, each answer
+replaced by the stub ``raise NotImplementedError("exNN: implement <function>")`` (``stub_statement``).
 
-Exit status: 0 when every graded test passed, 1 when some did not, 2 when the tests could not run.
+``grade`` runs the graded tests of the course repository (tests/graded) in a pytest subprocess, with the
+environment variable MINIHYBRID_IMPL choosing what they test: your exercises/ (the default) or the reference
+solutions/. It prints the points per exercise and writes a JSON report: per test its id, exercise, points,
+outcome, exception and a short message, plus the per-exercise summary and the total. Exit status: 0 when
+every graded test passed, 1 when some did not, 2 when the tests could not run.
+
+``progress(exercise)`` reads your exercises/ file without running it and tells, per function, whether you
+have written it or it is still the stub.
 """
 
 import argparse
+import ast
 import json
 import os
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 GRADED = ROOT / "tests" / "graded"
+SOLUTIONS, EXERCISES = ROOT / "solutions", ROOT / "exercises"
+GRADE_COMMAND = ".venv/bin/python -m minihybrid grade --exercise {exercise}"
 # No .pytest_cache; and nbmake's plugin, which graded tests do not use, takes seconds to import.
 PYTEST_PLUGINS_OFF = ("-p", "no:cacheprovider", "-p", "no:nbmake")
+
+
+def exercise_id(path: str | Path) -> str:
+    """The exercise a file implements: its name up to the first underscore (ex00_foundations.py -> ex00)."""
+    return Path(path).stem.split("_")[0]
+
+
+def stub_message(exercise: str, function: str) -> str:
+    """The message of the stub's NotImplementedError."""
+    return f"{exercise}: implement {function}"
+
+
+def stub_statement(exercise: str, function: str) -> str:
+    """The line tools/make_exercises.py puts in place of ``function``'s answer."""
+    return f'raise NotImplementedError("{stub_message(exercise, function)}")'
+
+
+def exercise_modules(directory: Path = SOLUTIONS) -> dict[str, str]:
+    """Exercise id -> module name, for each ex*_*.py file in ``directory``, in id order."""
+    if not Path(directory).is_dir():
+        raise FileNotFoundError(f"no exercise folder at {directory}")
+    modules: dict[str, str] = {}
+    for path in sorted(Path(directory).glob("ex*_*.py")):
+        if (exercise := exercise_id(path)) in modules:
+            raise ValueError(f"{directory}: {modules[exercise]}.py and {path.name} both claim {exercise}")
+        modules[exercise] = path.stem
+    return modules
+
+
+def exercise_module(exercise: str, directory: Path = SOLUTIONS) -> str:
+    """The module name of ``exercise`` in ``directory``; ValueError naming the available ones if none."""
+    modules = exercise_modules(directory)
+    if exercise not in modules:
+        available = ", ".join(modules) or "none"
+        raise ValueError(f"unknown exercise {exercise!r}; the exercises in {directory} are: {available}")
+    return modules[exercise]
+
+
+def _functions(path: Path) -> list[tuple[str, ast.FunctionDef]]:
+    """(name, node) of each public function and public method ("Class.method") of a file, in file order."""
+    found = []
+    for node in ast.parse(Path(path).read_text(), filename=str(path)).body:
+        if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+            found.append((node.name, node))
+        elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+            methods = (m for m in node.body if isinstance(m, ast.FunctionDef) and not m.name.startswith("_"))
+            found += [(f"{node.name}.{method.name}", method) for method in methods]
+    return found
+
+
+def exercise_functions(path: Path) -> list[str]:
+    """The functions of an exercise file: its public functions and methods ("Class.method"), in file order."""
+    return [name for name, _ in _functions(path)]
 
 
 class PytestError(RuntimeError):
@@ -91,6 +155,58 @@ def format_table(summary: dict[str, dict]) -> str:
         points, tests = f"{row['earned']:g}/{row['possible']:g}", f"{row['passed']}/{row['tests']}"
         lines.append(f"{name:<10}{points:>10}{tests:>16}")
     return "\n".join(lines)
+
+
+WRITTEN, NOT_YET = "written", "not yet"
+
+
+@dataclass
+class Progress:
+    """Which functions of an exercise are written: ``print`` it, or show it in Jupyter (markdown)."""
+
+    exercise: str
+    path: Path
+    status: dict[str, str]  # function -> WRITTEN or NOT_YET, in file order
+
+    @property
+    def written(self) -> int:
+        return sum(status == WRITTEN for status in self.status.values())
+
+    @property
+    def command(self) -> str:
+        return GRADE_COMMAND.format(exercise=self.exercise)
+
+    def _title(self) -> str:
+        path = self.path.relative_to(ROOT) if self.path.is_relative_to(ROOT) else self.path
+        return f"{self.exercise} ({path.as_posix()}): {self.written} of {len(self.status)} written"
+
+    def __str__(self) -> str:
+        width = max(map(len, self.status), default=0)
+        rows = [f"  {name:<{width}}  {status}" for name, status in self.status.items()]
+        return "\n".join([self._title(), *rows, f"Grade it: {self.command}"])
+
+    __repr__ = __str__
+
+    def _repr_markdown_(self) -> str:
+        rows = [f"| `{name}` | {status} |" for name, status in self.status.items()]
+        table = "\n".join(["| function | status |", "|---|---|", *rows])
+        return f"**{self._title()}**\n\n{table}\n\nGrade it: `{self.command}`"
+
+
+def progress(exercise: str, directory: str | Path = EXERCISES) -> Progress:
+    """Per function of ``exercise``'s file in ``directory`` (your exercises/), WRITTEN or NOT_YET.
+
+    The file is parsed, never run: a function that still contains the stub tools/make_exercises.py wrote
+    in it is NOT_YET. Raises ValueError for an unknown exercise, SyntaxError if the file does not parse.
+    """
+    directory = Path(directory)
+    path = directory / f"{exercise_module(exercise, directory)}.py"
+    status = {}
+    for name, node in _functions(path):
+        stub = ast.dump(ast.parse(stub_statement(exercise, node.name)).body[0])
+        stubbed = any(isinstance(n, ast.Raise) and ast.dump(n) == stub for n in ast.walk(node))
+        status[name] = NOT_YET if stubbed else WRITTEN
+    return Progress(exercise, path, status)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,9 @@ decoding step against a key/value cache. Test your answers with
 
     pytest tests/graded/test_ex00.py        (or: python -m minihybrid grade --exercise ex00)
 
+Each function's docstring ends with its "Library twin": the library code that does the same job in the real
+model (tests/test_exercise_twins.py checks that the two agree).
+
 Glossary of tensor dimensions:
     B    batch size
     T    sequence length (number of query positions)
@@ -26,6 +29,8 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.
     Unlike LayerNorm there is no mean subtraction and no bias. Compute in float32 and cast the result
     back to x.dtype: in float16, x**2 overflows to inf as soon as |x| > 256.
     Hint: ``torch.rsqrt`` and ``mean(dim=-1, keepdim=True)``.
+
+    Library twin: minihybrid.layers.norm.RMSNorm.forward
     """
     # BEGIN SOLUTION
     x32 = x.float()
@@ -44,6 +49,8 @@ def rope_cos_sin(
     its angle is p * inv_freq[i]. The rotate-half layout pairs dimension i with dimension i + D/2, so each
     table repeats the D/2 angles twice: cos = cos(cat([angle, angle], dim=-1)), likewise for sin.
     Hint: ``torch.outer(positions.float(), inv_freq)`` gives the (T, D/2) angles.
+
+    Library twin: minihybrid.layers.rope.rope_tables
     """
     # BEGIN SOLUTION
     inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
@@ -63,6 +70,8 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     where x1 and x2 are the first and second halves of the last dimension. Read (x1[i], x2[i]) as the
     complex number x1[i] + j*x2[i]: the formula multiplies it by exp(j * angle[i]), a rotation, so norms
     are preserved and the dot product of a rotated query and key depends only on their relative position.
+
+    Library twin: minihybrid.layers.rope.Rotary.forward
     """
     # BEGIN SOLUTION
     x1, x2 = x.chunk(2, dim=-1)
@@ -83,6 +92,8 @@ def causal_gqa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> t
 
     Hint: ``repeat_interleave(G, dim=1)`` expands the kv heads; ``torch.ones(T, T).tril()`` is the mask;
     ``torch.softmax`` subtracts the row maximum for you, so large scores do not overflow.
+
+    Library twin: minihybrid.kernels.attention.reference.attention_reference
     """
     # BEGIN SOLUTION
     group = q.shape[1] // k.shape[1]
@@ -113,6 +124,8 @@ def decode_step(
     2. Attend q_new over keys and values 0..pos (the new token included): cache[:, :, :pos + 1].
     No causal mask is needed: the newest token may see every cached one. Slots after pos hold garbage.
     The result equals the last row of ``causal_gqa_attention`` over the whole sequence so far.
+
+    Library twin: minihybrid.layers.cache.KVCache.update
     """
     # BEGIN SOLUTION
     k_cache[:, :, pos : pos + 1] = k_new

@@ -1,7 +1,7 @@
 """Shared pytest setup: import paths, and the points of graded tests.
 
-Graded tests carry ``@pytest.mark.graded(exercise="ex00", points=2)`` and reach the code under test only
-through tests/adapters.py. Options:
+Graded tests carry ``@pytest.mark.graded(exercise="ex00", points=2)``, naming an exercise of solutions/, and
+reach the code under test only through tests/adapters.py. Options:
 
     --grade-json PATH      write each graded test's exercise, points, outcome and exception to PATH (JSON);
                            ``python -m minihybrid grade`` and tools/check_grader.py read it
@@ -35,6 +35,8 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(config, items):
     """Check every graded test's marker; with --grade-exercise, deselect all other tests."""
+    import adapters  # found through the sys.path entries set above
+
     only = config.getoption("grade_exercise")
     selected, deselected = [], []
     for item in items:
@@ -45,6 +47,9 @@ def pytest_collection_modifyitems(config, items):
             exercise, points = marker.kwargs.get("exercise"), marker.kwargs.get("points")
             if not isinstance(exercise, str) or not isinstance(points, (int, float)) or points <= 0:
                 raise pytest.UsageError(f"{item.nodeid}: use @pytest.mark.graded(exercise='ex00', points=2)")
+            if exercise not in adapters.MODULES:
+                known = ", ".join(adapters.MODULES)
+                raise pytest.UsageError(f"{item.nodeid}: unknown exercise {exercise!r} (solutions/: {known})")
         keep = only is None or (marker is not None and marker.kwargs["exercise"] == only)
         (selected if keep else deselected).append(item)
     if deselected:

@@ -1,5 +1,5 @@
-"""Fast tests of the grading machinery: tools/make_exercises.py, the mutant override in adapters.py, and
-the grade command."""
+"""Fast tests of the grading machinery: tools/make_exercises.py, the exercise list and mutant override in
+adapters.py, progress() and the grade command."""
 
 import importlib
 import importlib.util
@@ -8,6 +8,8 @@ from pathlib import Path
 
 import adapters
 import pytest
+
+from minihybrid.grading import NOT_YET, SOLUTIONS, WRITTEN, exercise_modules, progress
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,7 +110,7 @@ def test_mutant_overrides_only_the_functions_it_defines(tmp_path, monkeypatch):
     monkeypatch.setenv(adapters.ENV_VAR, f"mutant:{mutant}")
     solutions = importlib.import_module("solutions.ex00_foundations")
     module = adapters.load("ex00")
-    assert module.rms_norm.__doc__ == "BUG: no-op." and adapters.rms_norm("x", "weight") == "x"
+    assert module.rms_norm.__doc__ == "BUG: no-op." and module.rms_norm("x", "weight") == "x"
     assert module.apply_rope is solutions.apply_rope and module.decode_step is solutions.decode_step
     assert solutions.rms_norm.__doc__ != "BUG: no-op."  # the solutions module itself is untouched
 
@@ -126,6 +128,73 @@ def test_mutants_that_cannot_apply_are_refused(tmp_path, monkeypatch, folder, te
     monkeypatch.setenv(adapters.ENV_VAR, f"mutant:{write_mutant(tmp_path / folder, text)}")
     with pytest.raises(adapters.MutantError, match=error):
         adapters.load("ex00")
+
+
+def test_the_exercise_list_comes_from_the_solution_files(tmp_path):
+    assert adapters.MODULES == exercise_modules(SOLUTIONS) and adapters.MODULES["ex00"] == "ex00_foundations"
+    for name in ("ex03_mamba.py", "ex01_hybrid.py", "helpers.py", "__init__.py"):
+        (tmp_path / name).write_text("")
+    assert list(exercise_modules(tmp_path).items()) == [("ex01", "ex01_hybrid"), ("ex03", "ex03_mamba")]
+    (tmp_path / "ex01_old.py").write_text("")
+    with pytest.raises(ValueError, match="ex01_hybrid.py and ex01_old.py both claim ex01"):
+        exercise_modules(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no exercise folder at"):
+        exercise_modules(tmp_path / "missing")
+
+
+def test_load_refuses_an_unknown_exercise(monkeypatch):
+    monkeypatch.setenv(adapters.ENV_VAR, "solutions")
+    with pytest.raises(ValueError, match=r"unknown exercise 'ex99'; the exercises in .*solutions are: ex00"):
+        adapters.load("ex99")
+
+
+def write_exercise(folder: Path, text: str) -> Path:
+    folder.mkdir(exist_ok=True)
+    path = folder / "ex07_discs.py"
+    path.write_text(make_exercises.render(text, path, "solutions/ex07_discs.py"))
+    return path
+
+
+def test_progress_reads_the_stubs_without_running_the_file(tmp_path):
+    path = write_exercise(tmp_path, 'raise SystemExit("this file must not run")\n' + SOLUTION)
+    status = progress("ex07", tmp_path)
+    assert status.status == {"area": NOT_YET, "Disc.scaled": NOT_YET} and status.written == 0
+    path.write_text(path.read_text().replace('raise NotImplementedError("ex07: implement area")', "return 1"))
+    status = progress("ex07", tmp_path)
+    assert status.status == {"area": WRITTEN, "Disc.scaled": NOT_YET} and status.written == 1
+    text = str(status)
+    assert text.splitlines()[0] == f"ex07 ({path.as_posix()}): 1 of 2 written"
+    assert "  area         written\n  Disc.scaled  not yet\n" in text
+    command = ".venv/bin/python -m minihybrid grade --exercise ex07"
+    assert text.endswith(f"Grade it: {command}") and repr(status) == text
+    markdown = status._repr_markdown_()
+    assert "| `area` | written |\n| `Disc.scaled` | not yet |" in markdown
+    assert "1 of 2 written" in markdown and f"`{command}`" in markdown
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        ("    raise NotImplementedError('ex07: implement area')\n", NOT_YET),  # quotes do not matter
+        ("    if radius:\n        x = 1\n    raise NotImplementedError('ex07: implement area')\n", NOT_YET),
+        ("    raise NotImplementedError(\"ex07: implement disc\")\n", WRITTEN),  # not this function's stub
+        ("    return math.pi * radius**2\n", WRITTEN),
+    ],
+    ids=["stub-in-single-quotes", "stub-after-code", "another-stub", "answer"],
+)
+def test_progress_calls_a_function_not_yet_written_while_it_holds_its_stub(tmp_path, body, expected):
+    (tmp_path / "ex07_discs.py").write_text(f'import math\n\n\ndef area(radius):\n    """Doc."""\n{body}')
+    assert progress("ex07", tmp_path).status == {"area": expected}
+
+
+def test_progress_of_the_solutions_is_complete_and_errors_are_clear(tmp_path):
+    assert progress("ex00", SOLUTIONS).written == len(progress("ex00", SOLUTIONS).status) == 5
+    write_exercise(tmp_path, SOLUTION)
+    with pytest.raises(ValueError, match=r"unknown exercise 'ex00'; the exercises in .* are: ex07"):
+        progress("ex00", tmp_path)
+    (tmp_path / "ex07_discs.py").write_text("def area(:\n")
+    with pytest.raises(SyntaxError, match="invalid syntax"):
+        progress("ex07", tmp_path)
 
 
 def test_implementation_defaults_to_exercises(monkeypatch):

@@ -8,7 +8,8 @@ Each check prints one line, PASS or FAIL with the reason; the exit status is 1 i
     solutions  with MINIHYBRID_IMPL=solutions, every graded test passes
     exercises  with MINIHYBRID_IMPL=exercises (the stubs), every graded test fails, each with its own
                exercise's stub error, NotImplementedError("<exercise>: implement ...") and nothing else:
-               no test passes by accident, breaks on its own, or is filed under the wrong exercise
+               no test passes by accident, breaks on its own, or is filed under the wrong exercise; and
+               every function stubbed in exercises/ is the first stub some graded test reaches
     mutants    every deliberately wrong tests/mutants/<exercise>/*.py makes at least one graded test fail
     sync       exercises/ is exactly what tools/make_exercises.py generates from solutions/
 
@@ -52,8 +53,18 @@ def check_solutions() -> tuple[bool, str]:
 
 def is_stub_failure(test: dict) -> bool:
     """Whether ``test`` failed on the NotImplementedError stub that make_exercises.py puts in its exercise."""
-    stub_message = test["message"].startswith(f"{test['exercise']}: implement ")
+    stub_message = test["message"].startswith(grading.stub_message(test["exercise"], ""))
     return test["outcome"] == "failed" and test["exception"] == "NotImplementedError" and stub_message
+
+
+def stubbed_functions() -> dict[str, str]:
+    """Stub message -> "exercise.function", for every function still a stub in exercises/."""
+    return {
+        grading.stub_message(exercise, name.split(".")[-1]): f"{exercise}.{name}"
+        for exercise in grading.exercise_modules(grading.EXERCISES)
+        for name, status in grading.progress(exercise).status.items()
+        if status == grading.NOT_YET
+    }
 
 
 def check_exercises() -> tuple[bool, str]:
@@ -61,7 +72,11 @@ def check_exercises() -> tuple[bool, str]:
     wrong = [t for t in tests if not is_stub_failure(t)]
     if not tests or wrong:
         return False, f"{len(wrong)} of {len(tests)} do not fail on their stub: {describe(wrong)}"
-    return True, f"all {len(tests)} graded tests fail on their exercise's NotImplementedError stub"
+    stubs, reached = stubbed_functions(), {t["message"] for t in tests}
+    if untested := sorted(name for message, name in stubs.items() if message not in reached):
+        return False, f"no graded test reaches the stub of {untested}"
+    return True, (f"all {len(tests)} graded tests fail on their exercise's NotImplementedError stub; "
+                  f"they reach all {len(stubs)} stubbed functions")
 
 
 def mutant_verdict(path: Path) -> str:

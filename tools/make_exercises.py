@@ -4,7 +4,8 @@ In solutions/, a function's answer sits between two comment lines, ``# BEGIN SOL
 ``# END SOLUTION``. The generated exercise keeps everything else (imports, signatures, docstrings) and
 replaces each region, markers included, at the markers' indentation, by
 ``raise NotImplementedError("<exercise id>: implement <function>")``; the exercise id is the file name up
-to its first underscore ("ex00"). Files without markers (``__init__.py``) are copied under the header.
+to its first underscore ("ex00"). Both come from minihybrid.grading, whose ``progress`` recognises the stub.
+Files without markers (``__init__.py``) are copied under the header.
 
     python tools/make_exercises.py            # regenerate exercises/
     python tools/make_exercises.py --check    # exit 1 if the committed exercises/ are out of date
@@ -14,6 +15,8 @@ import argparse
 import ast
 import sys
 from pathlib import Path
+
+from minihybrid.grading import exercise_id, stub_statement
 
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
@@ -66,13 +69,13 @@ def render(source: str, path: Path, header_source: str) -> str:
     """
     lines = source.splitlines(keepends=True)
     tree = ast.parse(source, filename=str(path))
-    exercise = path.stem.split("_")[0]
+    exercise = exercise_id(path)
     out, done = [HEADER.format(source=header_source)], 0
     for begin, end in _regions(lines, path):
         function = _enclosing_function(tree, begin + 1, path)
         indent = lines[begin][: len(lines[begin]) - len(lines[begin].lstrip())]
         out += lines[done:begin]
-        out.append(f'{indent}raise NotImplementedError("{exercise}: implement {function}")\n')
+        out.append(f"{indent}{stub_statement(exercise, function)}\n")
         done = end + 1
     out += lines[done:]
     text = "".join(out)

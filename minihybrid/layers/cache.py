@@ -55,6 +55,8 @@ class KVCache:
 
         Returns (keys, values, key_positions): keys/values (B, Hkv, Tk, D); key_positions is None when
         the keys are positions 0..Tk-1 in order (then query i sits at Tk - T + i), else (Tk,) absolute.
+
+        Exercise twin: ex00.decode_step (one token: this write, then attention over the returned keys).
         """
         t = k.shape[2]
         end = start_pos + t

@@ -12,7 +12,10 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (..., dim) -> (..., dim), same dtype."""
+        """x: (..., dim) -> (..., dim), same dtype.
+
+        Exercise twin: ex00.rms_norm (solutions/ex00_foundations.py writes it by hand).
+        """
         if x.dtype == torch.float32:
             return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
         return F.rms_norm(x.float(), self.weight.shape, self.weight.float(), self.eps).to(x.dtype)

@@ -20,6 +20,8 @@ def rope_tables(head_dim: int, base: float, end: int, device, dtype) -> tuple[to
 
     Angles are computed in float64 and rounded once; tables grow by doubling. They are built outside
     inference mode, so a table first needed while generating still works in a later training step.
+
+    Exercise twin: ex00.rope_cos_sin (the rows of given positions, computed in float32).
     """
     key = (head_dim, base, torch.device(device), dtype)
     if key not in _TABLES or _TABLES[key][0].shape[0] < end:
@@ -44,6 +46,10 @@ class Rotary(nn.Module):
         self.head_dim, self.base = head_dim, base
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, start_pos: int = 0):
+        """(q, k) rotated by the angles of positions start_pos..start_pos + T - 1.
+
+        Exercise twin: ex00.apply_rope (one tensor, with the cos and sin tables passed in).
+        """
         end = start_pos + q.shape[-2]
         cos, sin = rope_tables(self.head_dim, self.base, end, q.device, q.dtype)
         cos, sin = cos[start_pos:end], sin[start_pos:end]
