@@ -15,6 +15,8 @@ from minihybrid import HybridLM, LayerSpec, ModelConfig
 from minihybrid.__main__ import main as cli
 from minihybrid.data import ByteTokenizer, byte_streams, iter_eval_batches, sample_batch
 from minihybrid.generate import generate
+from minihybrid.grading import progress
+from minihybrid.plug_in import plug_in
 from minihybrid.pretrained import load_gguf_model, load_smollm2, open_gguf
 from minihybrid.reproduce import Claim, load
 from minihybrid.timing import compare, target_line
@@ -76,6 +78,13 @@ def gguf_file(tmp_path, damage=None):
 
 def loading(damage=None, **kwargs):
     return lambda tmp_path: lambda: load_gguf_model(gguf_file(tmp_path, damage), **kwargs)
+
+
+def plugging(target, **functions):
+    def call():
+        with plug_in(target, **functions):
+            pass
+    return call
 
 
 def rollback(pos):
@@ -165,6 +174,12 @@ CASES = [
     ("streams-corpus", lambda: byte_streams("Python"), ValueError, "corpus must be one of 'shakespeare'"),
     ("bytes-decode", lambda: ByteTokenizer().decode([300]), ValueError, "ids must be byte values"),
     ("bytes-encode", lambda: ByteTokenizer().encode(b"x"), TypeError, "text must be a str, got bytes"),
+    # grading and plugging answers in
+    ("progress-unknown", lambda: progress("ex99"), ValueError, "unknown exercise 'ex99'"),
+    ("progress-folder", lambda: progress("ex00", "/nope"), FileNotFoundError, "no exercise folder at /nope"),
+    ("plug-in-model-type", plugging("model", rms_norm=abs), TypeError, "model must be a torch.nn.Module"),
+    ("plug-in-nothing", plugging(model()), ValueError, "nothing to plug in"),
+    ("plug-in-no-norm", plugging(torch.nn.Linear(4, 4), rms_norm=abs), ValueError, "has no RMSNorm"),
     # reproductions, timing, command line
     ("reproduce-unknown", lambda: load("nosuch"), ValueError, "unknown reproduction 'nosuch'"),
     ("claim-verdict", lambda: Claim("a", "b", "maybe", "c"), ValueError, "verdict must be one of"),
