@@ -144,14 +144,14 @@ def test_skipped_layers_are_filled_by_a_later_full_pass():
 @pytest.mark.parametrize("pattern", ["AA", "SS"])
 def test_kernel_backends_match_sdpa_in_the_model(backend, pattern):
     torch.manual_seed(0)
-    reference = HybridLM(tiny(pattern, window=6)).eval()
-    kernel = HybridLM(tiny(pattern, window=6, attn_backend=backend)).eval()
+    reference = HybridLM(tiny(pattern, window=6, attn_backend="reference")).eval()  # the readable spec
+    kernel = HybridLM(tiny(pattern, window=6, attn_backend=backend)).eval()  # "torch" is SDPA
     kernel.load_state_dict(reference.state_dict())
     x = torch.randint(0, 61, (2, 30))
     with torch.no_grad():
         torch.testing.assert_close(kernel(x), reference(x), atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(stepwise_logits(kernel, x, 11), reference(x), atol=1e-5, rtol=1e-4)
-    with pytest.raises(ValueError, match="attn_backend 'flash' is not one of sdpa"):
+    with pytest.raises(ValueError, match="attn_backend 'flash' is not one of 'auto', 'reference', 'torch'"):
         HybridLM(tiny(attn_backend="flash"))
 
 
@@ -210,7 +210,7 @@ def test_refused_rollback_leaves_every_layer_as_it_was():
 
 
 def test_cache_bytes_per_layer():
-    model = HybridLM(tiny("AS", head_dim=8))  # S: the default 64-token window
+    model = HybridLM(tiny("AS", head_dim=8, max_seq_len=1000))  # S: the default 64-token window
     per_token = 2 * 2 * 8 * 4  # K and V, 2 kv heads, head dim 8, float32
     assert model.cache_bytes(1000) == [1000 * per_token, (64 + 64) * per_token]
     cache = model.init_cache(1, 1000)

@@ -3,11 +3,10 @@
 Dimensions: B batch, T new tokens, Tk keys attended, Hq query heads, Hkv key/value heads
 (Hq % Hkv == 0; query head h reads kv head h // (Hq // Hkv)), D head dim.
 
-The attention itself runs through `torch.nn.functional.scaled_dot_product_attention` ("sdpa", with
-autograd, the default) or, for inference, any backend of `minihybrid.kernels.attention` ("torch" =
-the readable reference, "numba", "cuda", "auto"), chosen by `ModelConfig.attn_backend`. A windowed
-decode cache is a ring buffer whose keys are not in position order; it always goes through SDPA with a
-mask built from the keys' positions.
+The attention itself runs through `minihybrid.kernels.attention`, with the backend named by
+`ModelConfig.attn_backend`: "torch" (fused SDPA, autograd; the default), "reference" (the readable spec,
+autograd), "numba" or "cuda" (inference only) or "auto". A windowed decode cache is a ring buffer whose keys
+are not in position order; it always goes through SDPA with a mask built from the keys' positions.
 """
 
 from __future__ import annotations
@@ -18,12 +17,11 @@ from torch import nn
 
 from minihybrid.kernels.attention import BACKENDS
 from minihybrid.kernels.attention import attention as attention_kernel
-from minihybrid.kernels.attention.reference import attention_mask, position_mask
+from minihybrid.kernels.attention.reference import position_mask
+from minihybrid.kernels.dispatch import DIFFERENTIABLE
 from minihybrid.layers import register
 from minihybrid.layers.cache import KVCache
 from minihybrid.layers.rope import Rotary
-
-ATTN_BACKENDS = ("sdpa", *BACKENDS)
 
 
 @register("A")
@@ -39,8 +37,8 @@ class Attention(nn.Module):
         if window is not None and window < 1:
             raise ValueError(f"window must be >= 1 token, got {self.window}")
         self.backend = config.attn_backend
-        if self.backend not in ATTN_BACKENDS:
-            raise ValueError(f"attn_backend {self.backend!r} is not one of {', '.join(ATTN_BACKENDS)}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"attn_backend {self.backend!r} is not one of {', '.join(map(repr, BACKENDS))}")
         d = config.d_model
         self.q_proj = nn.Linear(d, self.n_heads * self.head_dim, bias=False)
         self.k_proj = nn.Linear(d, self.n_kv_heads * self.head_dim, bias=False)
@@ -62,20 +60,13 @@ class Attention(nn.Module):
         return self.o_proj(y.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim))
 
     def _attend(self, q, k, v, key_pos, start_pos):
-        tq, tk = q.shape[2], k.shape[2]
         if key_pos is not None:  # windowed ring buffer: keys in slot order, mask by absolute position
-            q_pos = torch.arange(start_pos, start_pos + tq, device=q.device)
+            q_pos = torch.arange(start_pos, start_pos + q.shape[2], device=q.device)
             mask = position_mask(q_pos, key_pos, causal=True, window=self.window)
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
-        if self.backend != "sdpa":
-            return attention_kernel(q.contiguous(), k.contiguous(), v.contiguous(), causal=True,
-                                    window=self.window, backend=self.backend)
-        if self.window is None and tq == tk:
-            return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
-        if self.window is None and tq == 1:
-            return F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
-        mask = attention_mask(tq, tk, causal=True, window=self.window, device=q.device)
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+        if self.backend not in DIFFERENTIABLE:  # compiled kernels ("auto" may pick one) need contiguity
+            q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        return attention_kernel(q, k, v, causal=True, window=self.window, backend=self.backend)
 
     def init_cache(self, batch: int, max_len: int, dtype=torch.float32, device=None) -> KVCache:
         return KVCache(batch, self.n_kv_heads, self.head_dim, max_len, window=self.window,

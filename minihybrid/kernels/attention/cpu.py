@@ -6,21 +6,18 @@ Query i sits at absolute position Tk - Tq + i (queries aligned to the end of the
 Each (batch, head, query tile) is one parallel task. It walks the key tiles its rows can see, keeping per row
 a running max ``m`` and denominator ``l``: a new tile's scores S = Q K^T raise the max to m', the accumulator
 and ``l`` are rescaled by exp(m - m'), and exp(S - m') @ V is added; the output is acc / l at the end.
-The two matmuls per tile go to BLAS through ``np.dot``; the exponentials use a vectorizable float32 exp.
-Inputs are not checked here: the dispatcher in ``__init__.py`` validates them first.
+The two matmuls per tile go to BLAS through ``np.dot`` (single-threaded: ``numba_cpu.run``); the exponentials
+use a vectorizable float32 exp. Inputs are not checked here: ``__init__.py`` validates them first.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import functools
-import glob
 import math
-import os
 
 import numpy as np
 from numba import njit, prange
+
+from minihybrid.kernels import numba_cpu
 
 BLOCK_Q = 128
 BLOCK_K = 128
@@ -155,43 +152,9 @@ def _attention_kernel(q, k, v, out, causal, window, scale, block_q, block_k):
                      offset + i0, causal, window, scale, block_k)
 
 
-@functools.cache
-def _scipy_openblas():
-    """(get, set) thread-count functions of the OpenBLAS bundled with scipy, or None if not found.
-
-    Numba's np.dot calls scipy's BLAS. Inside our parallel loop a multi-threaded OpenBLAS would start its own
-    threads for every small matmul (and warn about the OpenMP loop), so the kernel runs it single-threaded.
-    """
-    import scipy
-
-    root = os.path.dirname(scipy.__file__)
-    for path in glob.glob(os.path.join(root, "..", "scipy.libs", "*openblas*")) + glob.glob(
-            os.path.join(root, ".dylibs", "*openblas*")):
-        lib = ctypes.CDLL(path)
-        for prefix in ("scipy_openblas", "openblas"):
-            if hasattr(lib, prefix + "_set_num_threads"):
-                return getattr(lib, prefix + "_get_num_threads"), getattr(lib, prefix + "_set_num_threads")
-    return None
-
-
-@contextlib.contextmanager
-def _single_threaded_blas():
-    funcs = _scipy_openblas()
-    if funcs is None:
-        yield
-        return
-    get, set_ = funcs
-    before = get()
-    set_(1)
-    try:
-        yield
-    finally:
-        set_(before)
-
-
 def attention_cpu(q, k, v, out, causal=True, window=None, scale=None, block_q=BLOCK_Q, block_k=BLOCK_K):
-    """Numba attention on validated contiguous numpy arrays (float32/float64); fills and returns ``out``."""
+    """Numba attention on checked contiguous CPU tensors (float32/float64); fills and returns ``out``."""
     scale = q.shape[-1] ** -0.5 if scale is None else scale
-    with _single_threaded_blas():
-        _attention_kernel(q, k, v, out, causal, 0 if window is None else window, scale, block_q, block_k)
+    numba_cpu.run(_attention_kernel, q, k, v, out, causal, 0 if window is None else window, scale, block_q,
+                  block_k)
     return out

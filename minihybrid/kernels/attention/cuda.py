@@ -6,9 +6,9 @@ Query i sits at absolute position Tk - Tq + i (queries aligned to the end of the
 Launch: one thread block per (query tile, query head, batch) = grid (ceil(Tq / BLOCK_Q), Hq, B), one thread
 per query row. The block walks the key tiles its rows can see; for each, all threads copy BLOCK_K keys and
 values into shared memory, then every thread scores its row against them, raises its running max m,
-rescales its denominator l and accumulator, and adds exp(s - m) * v. numba.cuda is imported lazily, so this
-module imports without CUDA; with NUMBA_ENABLE_CUDASIM=1 the same kernel runs in numba's simulator on CPU
-tensors.
+rescales its denominator l and accumulator, and adds exp(s - m) * v. This module imports numba.cuda, so
+``__init__.py`` imports it only when the "cuda" backend runs; with NUMBA_ENABLE_CUDASIM=1 the same kernel runs
+in numba's simulator on CPU tensors (see ``kernels/numba_cuda.py``).
 """
 
 from __future__ import annotations
@@ -17,31 +17,20 @@ import functools
 import math
 
 import numpy as np
-import torch
+from numba import cuda, float32  # cuda must stay a module global: the simulator swaps it for a fake module
+
+from minihybrid.kernels import numba_cuda
 
 BLOCK_Q = 32  # threads per block, one query row each
 BLOCK_K = 32  # keys per shared-memory tile
 MAX_HEAD_DIM = 128  # K and V tiles take 2 * BLOCK_K * D * 4 bytes = 32 KiB of the 48 KiB of shared memory
-# numba.cuda, imported on first use. It must be a module global (not a closure variable) for the simulator,
-# which runs kernels by swapping the module globals that refer to numba.cuda for its fake module.
-cuda = None
-
-
-def _import_cuda():
-    global cuda
-    if cuda is None:
-        from numba import cuda as numba_cuda
-
-        cuda = numba_cuda
-    return cuda
 
 
 @functools.cache
 def _kernel(d: int, block_q: int, block_k: int):
     """Compile the kernel for head dim ``d``: shared and local array shapes must be compile-time constants."""
-    from numba import float32
 
-    @_import_cuda().jit
+    @cuda.jit
     def kernel(q, k, v, out, causal, window, scale):
         qt, h, b = cuda.blockIdx.x, cuda.blockIdx.y, cuda.blockIdx.z
         tid = cuda.threadIdx.x
@@ -108,25 +97,11 @@ def _kernel(d: int, block_q: int, block_k: int):
 
 
 def attention_cuda(q, k, v, out, causal=True, window=None, scale=None, block_q=BLOCK_Q, block_k=BLOCK_K):
-    """Run the kernel on validated contiguous float32 torch tensors and fill ``out``.
-
-    CUDA tensors are passed zero-copy and the kernel runs on torch's current stream; CPU tensors (simulator
-    only) are copied to simulated device arrays and the result copied back into ``out``.
-    """
-    _import_cuda()
+    """Run the kernel on checked contiguous float32 tensors (CUDA, or CPU under the simulator); fills and
+    returns ``out``."""
     batch, hq, tq, d = q.shape
     scale = np.float32(d**-0.5 if scale is None else scale)
-    kernel = _kernel(d, block_q, block_k)
     grid = (math.ceil(tq / block_q), hq, batch)
-    args = (causal, 0 if window is None else window, scale)
-    if q.device.type == "cuda":
-        with cuda.gpus[q.device.index]:
-            stream = cuda.external_stream(torch.cuda.current_stream(q.device).cuda_stream)
-            arrays = [cuda.as_cuda_array(t) for t in (q, k, v, out)]
-            kernel[grid, block_q, stream](*arrays, *args)
-        return out
-    d_q, d_k, d_v = (cuda.to_device(t.numpy()) for t in (q, k, v))
-    d_out = cuda.device_array(tuple(out.shape), dtype=np.float32)
-    kernel[grid, block_q](d_q, d_k, d_v, d_out, *args)
-    d_out.copy_to_host(out.numpy())
+    numba_cuda.launch(_kernel(d, block_q, block_k), grid, block_q, (q, k, v), (out,), causal,
+                      0 if window is None else window, scale)
     return out

@@ -35,6 +35,7 @@ def attention_reference(q, k, v, causal: bool = True, window: int | None = None,
     """softmax(q k^T * scale + mask) v with explicit scores, computed in float32 (float64 for float64 inputs).
 
     scale defaults to 1/sqrt(D). Returns a tensor of q's dtype and shape (B, Hq, Tq, D).
+    Exercise twin: ex00.causal_gqa_attention (solutions/ex00_foundations.py writes it by hand).
     """
     hq, hkv, tq, tk, d = q.shape[1], k.shape[1], q.shape[2], k.shape[2], q.shape[3]
     scale = d**-0.5 if scale is None else scale
