@@ -140,9 +140,9 @@ def test_skipped_layers_are_filled_by_a_later_full_pass():
         torch.testing.assert_close(verified, model(x[:, :25])[:, 20:], atol=2e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("backend", ["torch", "numba"])
+@pytest.mark.parametrize("backend", ["torch", "numba", "auto"])
 @pytest.mark.parametrize("pattern", ["AA", "SS"])
-def test_kernel_backends_match_sdpa_in_the_model(backend, pattern):
+def test_attention_backends_match_the_reference_in_the_model(backend, pattern):
     torch.manual_seed(0)
     reference = HybridLM(tiny(pattern, window=6, attn_backend="reference")).eval()  # the readable spec
     kernel = HybridLM(tiny(pattern, window=6, attn_backend=backend)).eval()  # "torch" is SDPA
