@@ -16,6 +16,7 @@ from minihybrid.__main__ import main as cli
 from minihybrid.data import ByteTokenizer, byte_streams, iter_eval_batches, sample_batch
 from minihybrid.generate import generate
 from minihybrid.grading import progress
+from minihybrid.kernels.attention import attention
 from minihybrid.plug_in import plug_in
 from minihybrid.pretrained import load_gguf_model, load_smollm2, open_gguf
 from minihybrid.reproduce import Claim, load
@@ -85,6 +86,12 @@ def plugging(target, **functions):
         with plug_in(target, **functions):
             pass
     return call
+
+
+def attend(q=(1, 4, 8, 16), k=(1, 2, 8, 16), **kwargs):
+    """attention() on random tensors of these shapes (or these tensors), one thing wrong in each row."""
+    q, k = (torch.randn(x) if isinstance(x, tuple) else x for x in (q, k))
+    return lambda: attention(q, k, k.clone(), **kwargs)
 
 
 def rollback(pos):
@@ -158,6 +165,16 @@ CASES = [
     ("train-vocab", train_on(ids(50, high=99)), ValueError, "train_ids holds ids outside the vocabulary"),
     ("train-short-val", train_on(ids(50), ids(5)), ValueError, "val_ids has 5 tokens"),
     ("checkpoint-corrupt", corrupt_checkpoint, ValueError, "not a readable safetensors file"),
+    # kernels
+    ("kernel-not-a-tensor", attend(q=[[1.0]]), TypeError, "q must be a torch.Tensor, got list"),
+    ("kernel-rank", attend(q=(4, 8, 16)), ValueError, "q must have rank 4"),
+    ("kernel-gqa", attend(q=(1, 3, 8, 16)), ValueError, "multiple of kv heads"),
+    ("kernel-more-queries", attend(q=(1, 4, 9, 16)), ValueError, "more queries than keys"),
+    ("kernel-dtype-mix", attend(k=torch.randn(1, 2, 8, 16).double()), ValueError, "dtype mismatch"),
+    ("kernel-window", attend(window=0), ValueError, "window must be >= 1"),
+    ("kernel-backend", attend(backend="sdpa"), ValueError, "unknown backend 'sdpa'"),
+    ("kernel-half-numba", attend(q=torch.randn(1, 4, 8, 16).half(), k=torch.randn(1, 2, 8, 16).half(),
+                                 backend="numba"), ValueError, "not supported by backend 'numba'"),
     # loaders and data
     ("gguf-missing", lambda: load_smollm2("/nonexistent/model.gguf"), FileNotFoundError, "no GGUF file at"),
     ("gguf-path-type", lambda: open_gguf(42), TypeError, "path must be a str or pathlib.Path"),
