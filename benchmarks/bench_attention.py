@@ -13,33 +13,25 @@ for n <= 2048 for context. n = 2048, the size of the target, is always measured.
 from __future__ import annotations
 
 import argparse
-import functools
 
 import numba
 import torch
 
-from minihybrid.kernels.attention import attention
-from minihybrid.timing import Spread, Timing, compare, ratio, target_line
+from minihybrid.kernels.attention.speed import HEAD_DIM, HEADS, time_backends
+from minihybrid.timing import ratio, target_line
 
-HEADS, HEAD_DIM, REFERENCE_MAX_N = 8, 64, 2048
+REFERENCE_MAX_N = 2048
 TARGET_N, TARGET_RATIO = 2048, 2.0
-MAX_DIFF = 1e-4  # numba vs SDPA, float32
+MAX_DIFF = 1e-4  # numba and the reference vs SDPA, float32
 
 
-def ms(timing: Timing) -> str:
-    return Spread.of([1e3 * s for s in timing.seconds]).format(".1f")
-
-
-def bench(n: int, repeats: int) -> tuple[dict[str, Timing], float]:
-    """Timings per backend at sequence length n, and the max |numba - sdpa| difference (checked first)."""
-    g = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(1, HEADS, n, HEAD_DIM, generator=g) for _ in range(3))
+def bench(n: int, repeats: int):
+    """Timings per backend at sequence length n, and the max |difference| to SDPA (checked first)."""
     backends = ["torch", "numba"] + (["reference"] if n <= REFERENCE_MAX_N else [])
-    fns = {b: functools.partial(attention, q, k, v, causal=True, backend=b) for b in backends}
-    diff = (fns["numba"]() - fns["torch"]()).abs().max().item()
+    timings, diff = time_backends(n, backends, repeats)
     if diff > MAX_DIFF:
-        raise SystemExit(f"numba and sdpa disagree at n={n}: max |diff| = {diff:.1e} > {MAX_DIFF:g}")
-    return compare(fns, repeats=repeats), diff
+        raise SystemExit(f"the backends disagree at n={n}: max |diff| = {diff:.1e} > {MAX_DIFF:g}")
+    return timings, diff
 
 
 def main() -> None:
@@ -66,8 +58,9 @@ def main() -> None:
     for n in sizes:
         timings, diff = bench(n, args.repeats)
         ratios[n] = ratio(timings["numba"], timings["torch"])
-        ref = ms(timings["reference"]) if "reference" in timings else "-"
-        print(f"{n:>6} {ms(timings['torch']):>20} {ms(timings['numba']):>20} {ratios[n].format():>18} "
+        ref = timings["reference"].spread_ms.format(".1f") if "reference" in timings else "-"
+        print(f"{n:>6} {timings['torch'].spread_ms.format('.1f'):>20} "
+              f"{timings['numba'].spread_ms.format('.1f'):>20} {ratios[n].format():>18} "
               f"{ref:>22} {diff:10.1e}")
     print(f"numba threading layer: {numba.threading_layer()}")
     print(target_line(f"numba/sdpa time at n={TARGET_N}", ratios[TARGET_N].median, "<=", TARGET_RATIO))

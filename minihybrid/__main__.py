@@ -15,8 +15,9 @@ def cmd_reproduce(args) -> None:
     if args.retrain:
         os.environ["MINIHYBRID_RETRAIN"] = "1"
     from minihybrid.reproduce.report import run_all
+    from minihybrid.runtime import fast_mode
 
-    out = args.out or ("build/report-fast" if args.fast else "results")
+    out = args.out or ("build/report-fast" if fast_mode() else "results")  # fast runs stay out of results/
     run_all(Path(out), only=args.only, seed=args.seed)
 
 
@@ -113,8 +114,10 @@ def main(argv=None) -> None:
 
     try:
         args.func(args)
-    except (ValueError, TypeError, DownloadError) as error:  # bad input or a missing download: no traceback
-        print(f"error: {error}", file=sys.stderr)
+    except (ValueError, TypeError, DownloadError) as error:  # bad input or a missing download
+        if os.environ.get("MINIHYBRID_TRACEBACK") == "1":
+            raise
+        print(f"error: {error}\n(MINIHYBRID_TRACEBACK=1 shows where it was raised)", file=sys.stderr)
         sys.exit(2)
 
 

@@ -20,3 +20,21 @@ def check_number(name: str, value, minimum: float = 0.0, inclusive: bool = True)
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isnan(value)
     if not ok or value < minimum or (not inclusive and value == minimum):
         raise ValueError(f"{name} must be a number {'>=' if inclusive else '>'} {minimum:g}, got {value!r}")
+
+
+def check_token_ids(name: str, ids, ndim: int, vocab_size: int | None = None) -> None:
+    """`ids` must be a non-empty torch.long tensor of `ndim` dimensions (1: a token stream, 2: (batch,
+    seq_len)) holding ids in 0..vocab_size-1 (when given). TypeError for a non-tensor, else ValueError."""
+    import torch  # here, so the other checks stay importable without torch
+
+    desc = f"{'1-D' if ndim == 1 else '2-D (batch, seq_len)'} torch.long tensor of token ids"
+    if not isinstance(ids, torch.Tensor):
+        raise TypeError(f"{name} must be a {desc}, got {type(ids).__name__}")
+    if ids.dim() != ndim or ids.numel() == 0 or ids.dtype != torch.long:
+        raise ValueError(f"{name} must be a non-empty {desc}, got shape {tuple(ids.shape)} and dtype "
+                         f"{ids.dtype}")
+    if vocab_size is not None:
+        low, high = (value.item() for value in torch.aminmax(ids))
+        if low < 0 or high >= vocab_size:
+            raise ValueError(f"{name}: token id {low if low < 0 else high} is outside the vocabulary "
+                             f"0..{vocab_size - 1}")

@@ -76,36 +76,36 @@ def generate(model: HybridLM, prompt: torch.Tensor, max_new_tokens: int, *, temp
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
     was_training = model.training
     model.eval()
-    tokens = prompt
-    cache = model.init_cache(prompt.shape[0], total) if use_cache else None
-    done = torch.zeros(prompt.shape[0], dtype=torch.bool, device=device)
-    t0 = clock(device)
-    logits = prefill(model, prompt, cache)
-    t1 = clock(device)
-    for step in range(max_new_tokens):
-        next_id = pick_next(logits, temperature, top_k, generator)
-        if eos_id is not None:
-            next_id = next_id.masked_fill(done, eos_id)
-            done |= next_id == eos_id
-        tokens = torch.cat((tokens, next_id[:, None]), dim=1)
-        if eos_id is not None and done.all():
-            break
-        if step + 1 < max_new_tokens:
-            logits = decode_one_token(model, next_id, cache) if use_cache else prefill(model, tokens)
-    t2 = clock(device)
-    model.train(was_training)
+    try:
+        tokens = prompt
+        cache = model.init_cache(prompt.shape[0], total) if use_cache else None
+        done = torch.zeros(prompt.shape[0], dtype=torch.bool, device=device)
+        t0 = clock(device)
+        logits = prefill(model, prompt, cache)
+        t1 = clock(device)
+        for step in range(max_new_tokens):
+            next_id = pick_next(logits, temperature, top_k, generator)
+            if eos_id is not None:
+                next_id = next_id.masked_fill(done, eos_id)
+                done |= next_id == eos_id
+            tokens = torch.cat((tokens, next_id[:, None]), dim=1)
+            if eos_id is not None and done.all():
+                break
+            if step + 1 < max_new_tokens:
+                logits = decode_one_token(model, next_id, cache) if use_cache else prefill(model, tokens)
+        t2 = clock(device)
+    finally:
+        model.train(was_training)
     return GenerationResult(tokens, tokens.shape[1] - prompt.shape[1], t1 - t0, t2 - t1)
 
 
 def _check_generate_args(model, prompt, max_new_tokens, temperature, top_k, eos_id) -> None:
-    if not isinstance(prompt, torch.Tensor) or prompt.dim() != 2 or prompt.shape[1] == 0:
-        shape = tuple(prompt.shape) if isinstance(prompt, torch.Tensor) else type(prompt).__name__
-        raise ValueError(f"prompt must be (batch, seq_len>0) token ids, got {shape}")
+    model.check_ids(prompt, name="prompt")
     check_int("max_new_tokens", max_new_tokens)
     _check_sampling(temperature, top_k)
-    vocab = getattr(model.config, "vocab_size", None)
-    if eos_id is not None and not (0 <= eos_id and (vocab is None or eos_id < vocab)):
-        raise ValueError(f"eos_id must be a token id in 0..{vocab - 1 if vocab else 'V-1'}, got {eos_id}")
+    vocab = model.config.vocab_size
+    if eos_id is not None and not 0 <= eos_id < vocab:
+        raise ValueError(f"eos_id must be a token id in 0..{vocab - 1}, got {eos_id}")
     total = prompt.shape[1] + max_new_tokens
     if total > model.config.max_seq_len:
         raise ValueError(f"prompt + max_new_tokens = {total} exceeds max_seq_len={model.config.max_seq_len}")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from minihybrid.checks import check_int
+from minihybrid.checks import check_int, check_token_ids
 from minihybrid.config import ModelConfig
 from minihybrid.layers import build_mixer
 from minihybrid.layers.ffn import SwiGLU
@@ -93,7 +93,7 @@ class HybridLM(nn.Module):
         skip_layers: block indices to leave out (their residual passes through unchanged).
         return_hidden: also return the list of L+1 residual streams (B, T, d): input and after each block.
         """
-        self._check_ids(idx, cache)
+        self.check_ids(idx, cache)
         start_pos = cache.pos if cache is not None else 0
         skip = set(skip_layers or ())
         if not skip <= set(range(len(self.blocks))):
@@ -109,17 +109,9 @@ class HybridLM(nn.Module):
         logits = self.head(self.norm(x[:, -1:] if last_only else x))
         return (logits, hidden) if return_hidden else logits
 
-    def _check_ids(self, idx, cache: ModelCache | None) -> None:
-        """Token ids (B, T>0) of an integer dtype, in the vocabulary, fitting max_seq_len and the cache."""
-        if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.shape[1] == 0:
-            shape = tuple(idx.shape) if isinstance(idx, torch.Tensor) else type(idx).__name__
-            raise ValueError(f"idx must be (batch, seq_len>0) token ids, got {shape}")
-        if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
-            raise ValueError(f"idx must hold integer token ids (torch.long), got dtype {idx.dtype}")
-        low, high = idx.min().item(), idx.max().item()
-        if low < 0 or high >= self.config.vocab_size:
-            bad = low if low < 0 else high
-            raise ValueError(f"token id {bad} is outside the vocabulary 0..{self.config.vocab_size - 1}")
+    def check_ids(self, idx, cache: ModelCache | None = None, name: str = "idx") -> None:
+        """idx: (B, T) torch.long ids in the vocabulary, fitting max_seq_len and the cache (from its pos)."""
+        check_token_ids(name, idx, 2, self.config.vocab_size)
         end = (cache.pos if cache is not None else 0) + idx.shape[1]
         if end > self.config.max_seq_len:
             raise ValueError(f"{end} positions exceed max_seq_len={self.config.max_seq_len}")

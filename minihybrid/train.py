@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from minihybrid.checks import check_int, check_number
-from minihybrid.data import iter_eval_batches, sample_batch
+from minihybrid.data import check_stream, iter_eval_batches, sample_batch
 from minihybrid.model import HybridLM
 
 
@@ -113,13 +113,7 @@ def train(model: HybridLM, train_ids: torch.Tensor, val_ids: torch.Tensor, cfg: 
     With resume=True and an existing cfg.checkpoint, training continues from it.
     """
     for name, ids in (("train_ids", train_ids), ("val_ids", val_ids)):
-        if not isinstance(ids, torch.Tensor) or ids.dim() != 1 or ids.dtype != torch.long:
-            raise ValueError(f"{name} must be a 1-D torch.long token stream")
-        if ids.numel() and (ids.min() < 0 or ids.max() >= model.config.vocab_size):
-            raise ValueError(f"{name} holds ids outside the vocabulary 0..{model.config.vocab_size - 1}")
-        if ids.numel() < cfg.seq_len + 1:
-            raise ValueError(f"{name} has {ids.numel()} tokens; a window needs seq_len + 1 = "
-                             f"{cfg.seq_len + 1}")
+        check_stream(ids, cfg.batch_size, cfg.seq_len, name, model.config.vocab_size)
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
     optimizer = make_optimizer(model, cfg)

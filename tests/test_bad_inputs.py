@@ -39,6 +39,11 @@ def config(**changes):
     return lambda: ModelConfig(**{**SMALL, **changes})
 
 
+def windowed(window):
+    """A model whose "S" blocks get `window` as their model-wide option."""
+    return lambda: HybridLM(ModelConfig(**{**SMALL, "mixer_options": {"S": {"window": window}}}))
+
+
 def forward(x, **kwargs):
     return lambda: model()(x, **kwargs)
 
@@ -128,15 +133,16 @@ CASES = [
     ("config-options-letter", config(mixer_options={"Q": {}}), ValueError, "unknown mixer 'Q'"),
     ("config-options-type", config(mixer_options=["S"]), TypeError, "mixer_options must map"),
     ("config-preset", lambda: ModelConfig.from_name("huge"), ValueError, "unknown preset 'huge'"),
-    ("config-window-zero", lambda: HybridLM(ModelConfig(**{**SMALL, "mixer_options": {"S": {"window": 0}}})),
-     ValueError, "window must be >= 1"),
+    ("config-window-zero", windowed(0), ValueError, "window must be an int >= 1 or None, got 0"),
+    ("config-window-text", windowed("32"), ValueError, "window must be an int >= 1 or None, got '32'"),
     # model forward
-    ("forward-float-ids", forward(ids(1, 4, dtype=torch.float32)), ValueError, "integer token ids"),
+    ("forward-float-ids", forward(ids(1, 4, dtype=torch.float32)), ValueError, "dtype torch.float32"),
+    ("forward-int32-ids", forward(ids(1, 4, dtype=torch.int32)), ValueError, "torch.long tensor"),
     ("forward-id-too-large", forward(torch.tensor([[1, 40]])), ValueError, "token id 40 is outside"),
     ("forward-negative-id", forward(torch.tensor([[-1, 2]])), ValueError, "token id -1 is outside"),
-    ("forward-1d", forward(ids(4)), ValueError, "(batch, seq_len>0)"),
-    ("forward-empty", forward(ids(1, 0)), ValueError, "(batch, seq_len>0)"),
-    ("forward-not-a-tensor", forward([[1, 2]]), ValueError, "got list"),
+    ("forward-1d", forward(ids(4)), ValueError, "idx must be a non-empty 2-D (batch, seq_len)"),
+    ("forward-empty", forward(ids(1, 0)), ValueError, "idx must be a non-empty 2-D (batch, seq_len)"),
+    ("forward-not-a-tensor", forward([[1, 2]]), TypeError, "got list"),
     ("forward-too-long", forward(ids(1, 33)), ValueError, "exceed max_seq_len=32"),
     ("forward-skip-index", forward(ids(1, 4), skip_layers=[5]), ValueError, "block indices in 0..1"),
     # caches
@@ -151,8 +157,8 @@ CASES = [
     ("generate-negative-tokens", gen(n=-3), ValueError, "max_new_tokens must be an int >= 1"),
     ("generate-temperature", gen(temperature=-1.0), ValueError, "temperature must be a number >= 0"),
     ("generate-top-k", gen(top_k=0), ValueError, "top_k must be an int >= 1 or None"),
-    ("generate-float-prompt", gen(prompt=ids(1, 3, dtype=torch.float32)), ValueError, "integer token ids"),
-    ("generate-1d-prompt", gen(prompt=ids(3)), ValueError, "prompt must be (batch, seq_len>0)"),
+    ("generate-float-prompt", gen(prompt=ids(1, 3, dtype=torch.float32)), ValueError, "dtype torch.float32"),
+    ("generate-1d-prompt", gen(prompt=ids(3)), ValueError, "prompt must be a non-empty 2-D (batch, seq_len)"),
     ("generate-eos", gen(eos_id=10**6), ValueError, "eos_id must be a token id in 0..39"),
     ("generate-too-long", gen(n=40), ValueError, "exceeds max_seq_len=32"),
     # training
@@ -160,9 +166,9 @@ CASES = [
     ("train-negative-lr", lambda: TrainConfig(lr=-1e-3), ValueError, "TrainConfig.lr must be a number > 0"),
     ("train-batch", lambda: TrainConfig(batch_size=0), ValueError, "TrainConfig.batch_size must be an int"),
     ("train-betas", lambda: TrainConfig(betas=(0.9, 1.5)), ValueError, "TrainConfig.betas"),
-    ("train-float-stream", train_on(ids(50, dtype=torch.float32)), ValueError, "train_ids must be a 1-D"),
-    ("train-2d-stream", train_on(ids(2, 50)), ValueError, "train_ids must be a 1-D"),
-    ("train-vocab", train_on(ids(50, high=99)), ValueError, "train_ids holds ids outside the vocabulary"),
+    ("train-float-stream", train_on(ids(50, dtype=torch.float32)), ValueError, "train_ids must be a"),
+    ("train-2d-stream", train_on(ids(2, 50)), ValueError, "train_ids must be a non-empty 1-D"),
+    ("train-vocab", train_on(ids(50, high=99)), ValueError, "train_ids: token id"),
     ("train-short-val", train_on(ids(50), ids(5)), ValueError, "val_ids has 5 tokens"),
     ("checkpoint-corrupt", corrupt_checkpoint, ValueError, "not a readable safetensors file"),
     # kernels
@@ -179,7 +185,7 @@ CASES = [
     ("gguf-missing", lambda: load_smollm2("/nonexistent/model.gguf"), FileNotFoundError, "no GGUF file at"),
     ("gguf-path-type", lambda: open_gguf(42), TypeError, "path must be a str or pathlib.Path"),
     ("gguf-noise", loading("noise"), ValueError, "could not be read as a GGUF file"),
-    ("gguf-truncated", loading("cut"), ValueError, "tiny.gguf"),
+    ("gguf-truncated", loading("cut"), ValueError, ("is truncated", "could not be read as a GGUF file")),
     ("gguf-pattern-length", loading(pattern="SSS"), ValueError, "has 3 blocks but"),
     ("gguf-dtype", loading(dtype=torch.int64), ValueError, "dtype must be a floating-point dtype"),
     ("gguf-max-seq-len", loading(max_seq_len=0), ValueError, "ModelConfig.max_seq_len must be an int >= 1"),
@@ -219,6 +225,7 @@ def test_bad_input_is_refused_clearly(case, call, error, match, tmp_path, capsys
         call = call(tmp_path)
     with pytest.raises(error) as info:
         call()
-    assert match in str(info.value), f"{case}: {info.value}"
+    alternatives = match if isinstance(match, tuple) else (match,)
+    assert any(m in str(info.value) for m in alternatives), f"{case}: {info.value}"
     if case in CLI_MESSAGES:
         assert CLI_MESSAGES[case] in capsys.readouterr().err

@@ -51,3 +51,16 @@ def test_reproduce_fast_writes_the_report(tmp_path):
 def test_bad_arguments_fail_with_a_clear_message(args, message, tmp_path):
     out = cli(*args, "--out", str(tmp_path)) if args[0] == "reproduce" else cli(*args)
     assert out.returncode != 0 and message in out.stderr
+
+
+def test_fast_mode_from_the_environment_never_writes_to_results(monkeypatch):
+    from minihybrid.__main__ import main
+    from minihybrid.reproduce import report
+
+    calls = []
+    monkeypatch.setattr(report, "run_all", lambda out, only, seed: calls.append(out))
+    monkeypatch.setenv("MINIHYBRID_FAST", "1")  # a workshop shell, without --fast on the command line
+    main(["reproduce", "--only", "baseline"])
+    monkeypatch.setenv("MINIHYBRID_FAST", "0")
+    main(["reproduce", "--only", "baseline"])
+    assert calls == [Path("build/report-fast"), Path("results")]

@@ -12,14 +12,14 @@ from minihybrid import HybridLM, ModelConfig
 from minihybrid.layers import MIXERS
 
 LETTERS = sorted(MIXERS)
-ODD_LENGTHS = (1, 7, 63, 100)  # 100 runs past the sliding window's default 64 tokens
+ODD_LENGTHS = (1, 7, 63, 100, 201)  # past the sliding window's 64 tokens, and past its 128-slot ring
 TOL = {"atol": 3e-5, "rtol": 1e-4}
 
 
 def model_of(letter: str, n_layers: int = 2, seed: int = 0) -> HybridLM:
     torch.manual_seed(seed)
     config = ModelConfig(vocab_size=53, d_model=48, n_heads=4, n_kv_heads=2, pattern=letter * n_layers,
-                         max_seq_len=128)
+                         max_seq_len=256)
     return HybridLM(config).eval()
 
 
@@ -60,31 +60,39 @@ def test_cached_decoding_equals_full_forward(letter, length):
 
 
 @pytest.mark.parametrize("letter", LETTERS)
-@pytest.mark.parametrize("max_len", [1, 50, 128])
+@pytest.mark.parametrize("max_len", [1, 50, 256])
 def test_cache_bytes_match_the_allocated_cache(letter, max_len):
     model = model_of(letter)
     assert model.init_cache(1, max_len).nbytes == sum(model.cache_bytes(max_len))
     assert model.init_cache(3, max_len).nbytes == 3 * sum(model.cache_bytes(max_len))
 
 
+def rollback_and_continue(model, x, full, cache, pos):
+    """Roll back to pos and check that decoding on gives the full forward's logits; a refusal must be a
+    clear ValueError that leaves the cache as it was (decoding then goes on from where it stood)."""
+    before = cache.pos
+    try:
+        cache.rollback(pos)
+    except ValueError as error:
+        assert "roll back" in str(error) or "snapshot" in str(error), error
+        assert cache.pos == before
+        pos = before
+    assert cache.pos == pos
+    torch.testing.assert_close(decode(model, x, cache, pos), full[:, pos:], **TOL)
+
+
 @pytest.mark.parametrize("letter", LETTERS)
-def test_rollback_is_exact_or_refused_clearly(letter):
+@pytest.mark.parametrize("prefill,drafted,back_to", [(40, 6, 40), (200, 6, 100)])
+def test_rollback_is_exact_or_refused_clearly(letter, prefill, drafted, back_to):
+    """A short rollback (speculative decoding's) and a long one past any ring buffer's slack."""
     model = model_of(letter)
-    x = ids(1, 90)
+    x = ids(1, 230)
     with torch.no_grad():
         full = model(x)
-        cache = model.init_cache(1, 90)
-        model(x[:, :40], cache=cache)
-        decode(model, x[:, :46], cache, 40)  # six draft tokens
-        try:
-            cache.rollback(40)
-        except ValueError as error:
-            assert "roll back" in str(error) or "snapshot" in str(error), error
-            assert cache.pos == 46  # a refused rollback changes nothing
-            torch.testing.assert_close(decode(model, x, cache, 46), full[:, 46:], **TOL)
-            return
-        assert cache.pos == 40
-        torch.testing.assert_close(decode(model, x, cache, 40), full[:, 40:], **TOL)
+        cache = model.init_cache(1, 230)
+        model(x[:, :prefill], cache=cache)
+        decode(model, x[:, :prefill + drafted], cache, prefill)
+        rollback_and_continue(model, x, full, cache, back_to)
 
 
 @pytest.mark.parametrize("letter", LETTERS)

@@ -81,7 +81,7 @@ def test_presets_and_overrides():
 def test_bad_heads_and_windows_raise():
     with pytest.raises(ValueError, match="multiple of n_kv_heads"):
         tiny(n_heads=4, n_kv_heads=3)
-    with pytest.raises(ValueError, match="window must be >= 1"):
+    with pytest.raises(ValueError, match="window must be an int >= 1"):
         HybridLM(tiny([LayerSpec("S", {"window": 0})]))
 
 

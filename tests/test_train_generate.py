@@ -120,7 +120,10 @@ class Scripted(torch.nn.Module):
     def __init__(self, script):
         super().__init__()
         self.script = script
-        self.config = SimpleNamespace(max_seq_len=script.shape[1])
+        self.config = SimpleNamespace(max_seq_len=script.shape[1], vocab_size=10)
+
+    def check_ids(self, idx, cache=None, name="idx"):
+        pass
 
     def forward(self, idx, cache=None, last_only=False):
         return torch.nn.functional.one_hot(self.script[:, idx.shape[1] - 1:idx.shape[1]], 10).float()
@@ -131,3 +134,12 @@ def test_finished_rows_are_padded_with_eos():
     script = torch.tensor([[5, 0, 7, 7, 7, 7, 7, 7], [5, 6, 6, 6, 0, 8, 8, 8]])  # row 0 ends first
     out = generate(Scripted(script), torch.tensor([[1], [1]]), 6, eos_id=eos, use_cache=False)
     assert out.tokens.tolist() == [[1, 5, 0, eos, eos, eos], [1, 5, 6, 6, 6, 0]]  # unpadded: 7s
+
+
+def test_a_refused_prompt_leaves_the_model_in_training_mode():
+    model = small_model().train()
+    with pytest.raises(ValueError, match="token id 99 is outside"):
+        generate(model, torch.tensor([[3, 99]]), 4)
+    assert model.training
+    generate(model, torch.tensor([[3, 4]]), 2)
+    assert model.training

@@ -34,10 +34,11 @@ def test_second_call_loads_the_cached_model_without_training():
 
 def test_key_depends_on_config_seed_and_data():
     cfg = TrainConfig(steps=4)
-    keys = {cache_key(CONFIG, cfg, "a"), cache_key(CONFIG, TrainConfig(steps=4, seed=1), "a"),
-            cache_key(CONFIG, cfg, "b"), cache_key(CONFIG.with_pattern("AA"), cfg, "a")}
+    other_data = {**STREAMS, "train": STREAMS["train"].flip(0)}
+    keys = {cache_key(CONFIG, cfg, STREAMS), cache_key(CONFIG, TrainConfig(steps=4, seed=1), STREAMS),
+            cache_key(CONFIG, cfg, other_data), cache_key(CONFIG.with_pattern("AA"), cfg, STREAMS)}
     assert len(keys) == 4
-    assert cache_key(CONFIG, TrainConfig(steps=4, progress=False), "a") == cache_key(CONFIG, cfg, "a")
+    assert cache_key(CONFIG, TrainConfig(steps=4, progress=False), STREAMS) == cache_key(CONFIG, cfg, STREAMS)
 
 
 def test_retrain_trains_again(monkeypatch):
@@ -55,4 +56,4 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="'train' and 'validation'"):
         trained_model(CONFIG, TrainConfig(steps=1), {"train": STREAMS["train"]}, "periodic")
     with pytest.raises(ValueError, match="data must name the training data"):
-        checkpoint_path(CONFIG, TrainConfig(), "../escape")
+        checkpoint_path(CONFIG, TrainConfig(), STREAMS, "../escape")

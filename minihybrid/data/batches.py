@@ -8,19 +8,18 @@ from collections.abc import Iterator
 
 import torch
 
-from minihybrid.checks import check_int
+from minihybrid.checks import check_int, check_token_ids
 
 
-def _check_stream(ids: torch.Tensor, batch_size: int, seq_len: int) -> None:
-    if not isinstance(ids, torch.Tensor):
-        raise TypeError(f"ids must be a 1-D torch.long tensor (the token stream), got {type(ids).__name__}")
-    if ids.ndim != 1 or ids.dtype != torch.long:
-        raise ValueError(f"ids must be a 1-D torch.long tensor (the token stream), got shape "
-                         f"{tuple(ids.shape)} and dtype {ids.dtype}")
+def check_stream(ids: torch.Tensor, batch_size: int, seq_len: int, name: str = "ids",
+                 vocab_size: int | None = None) -> None:
+    """A 1-D torch.long stream (ids in 0..vocab_size-1 when given) long enough for one window of seq_len."""
+    check_token_ids(name, ids, 1, vocab_size)
     check_int("batch_size", batch_size)
     check_int("seq_len", seq_len)
     if ids.numel() < seq_len + 1:
-        raise ValueError(f"ids has {ids.numel()} tokens; a window of seq_len={seq_len} needs {seq_len + 1}")
+        raise ValueError(f"{name} has {ids.numel()} tokens; a window of seq_len={seq_len} needs "
+                         f"{seq_len + 1}")
 
 
 def sample_batch(
@@ -31,7 +30,7 @@ def sample_batch(
     The offsets come from `generator`, so a seeded generator gives the same batches (and its state can be
     checkpointed).
     """
-    _check_stream(ids, batch_size, seq_len)
+    check_stream(ids, batch_size, seq_len)
     starts = torch.randint(ids.numel() - seq_len, (batch_size,), generator=generator)
     windows = ids[starts[:, None] + torch.arange(seq_len + 1)]  # (B, T + 1)
     return windows[:, :-1], windows[:, 1:]
@@ -46,7 +45,7 @@ def iter_eval_batches(
     (the last batch may be smaller), and the tail that does not fill a window is left out. With
     max_windows, only that many windows, spread evenly over the stream, are yielded.
     """
-    _check_stream(ids, batch_size, seq_len)
+    check_stream(ids, batch_size, seq_len)
     check_int("max_windows", max_windows, optional=True)
     num_windows = (ids.numel() - 1) // seq_len
     x = ids[: num_windows * seq_len].reshape(num_windows, seq_len)

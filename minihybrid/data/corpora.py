@@ -104,14 +104,16 @@ def corpus_text(split: datasets.Dataset, separator: str = "\n\n") -> str:
     return separator.join(split["text"])
 
 
-def byte_streams(corpus: str = "shakespeare") -> dict[str, torch.Tensor]:
+def byte_streams(corpus: str = "shakespeare", splits: datasets.DatasetDict | None = None
+                 ) -> dict[str, torch.Tensor]:
     """The "train" and "validation" splits of a corpus ("shakespeare" or "python") as 1-D long byte ids.
 
     Each split's documents are joined by `corpus_text` and encoded by `ByteTokenizer.encode_tensor`.
+    Pass `splits` (the corpus as already loaded, e.g. `load_shakespeare()`) to avoid reading it again.
     """
     loaders = {"shakespeare": load_shakespeare, "python": load_python_code}
     if corpus not in loaders:
         raise ValueError(f"corpus must be one of {', '.join(map(repr, loaders))}, got {corpus!r}")
-    splits = loaders[corpus]()
+    splits = loaders[corpus]() if splits is None else splits
     tok = ByteTokenizer()
     return {name: tok.encode_tensor(corpus_text(splits[name])) for name in ("train", "validation")}

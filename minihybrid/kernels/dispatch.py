@@ -8,12 +8,13 @@ Backends (every op uses these names; an op lists the ones it has in its dtype ta
                  NUMBA_ENABLE_CUDASIM=1); inference only
     "auto"       "torch" when autograd needs the output or a tensor is not contiguous; else "cuda" for CUDA
                  tensors of a "cuda" dtype when numba.cuda has a GPU; "numba" for CPU tensors of a "numba"
-                 dtype; else "torch" ("reference" for an op without a "torch" path)
+                 dtype; else "torch" ("reference" for an op without a "torch" path). A backend whose op
+                 limit refuses the inputs (e.g. a head dim too large for shared memory) is never chosen.
 
 An op validates in this order, so nothing reaches a kernel unchecked (Numba does no bounds checks):
     check_tensors(q=(q, "B Hq Tq D"), ...)     types, ranks, non-empty, one dtype, one device
     <its own shape and option checks>
-    backend = resolve_backend(backend, DTYPES, {"q": q, ...}, out)
+    backend = resolve_backend(backend, DTYPES, {"q": q, ...}, out, LIMITS)
     run(backend, KERNELS, (q, ...), out, **options)
 Wrong Python types raise TypeError; wrong values, shapes, dtypes, devices or layouts raise ValueError.
 """
@@ -33,6 +34,8 @@ COMPILED = ("numba", "cuda")  # fill ``out`` from contiguous inputs; inference o
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 DtypeTable = Mapping[str, Sequence[torch.dtype]]  # backend -> dtypes it supports; its keys: the op's backends
+# backend -> a function of the named inputs returning why that backend cannot take them, or None when it can
+Limits = Mapping[str, Callable[[Mapping[str, torch.Tensor]], str | None]]
 
 
 def _names(values) -> str:
@@ -64,16 +67,21 @@ def needs_grad(*tensors: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
-def choose_backend(dtypes: DtypeTable, tensors: Sequence[torch.Tensor]) -> str:
+def choose_backend(dtypes: DtypeTable, named: Mapping[str, torch.Tensor],
+                   limits: Limits | None = None) -> str:
     """The "auto" rule (module docstring) for these checked tensors (``out`` included, if any)."""
     fallback = "torch" if "torch" in dtypes else "reference"
+    tensors = list(named.values())
     if needs_grad(*tensors) or not all(t.is_contiguous() for t in tensors):
         return fallback
     dtype, device = tensors[0].dtype, tensors[0].device.type
-    if (device == "cuda" and dtype in dtypes.get("cuda", ()) and numba_cuda.tensor_device() == "cuda"
-            and numba_cuda.available()):
+
+    def fits(backend: str) -> bool:
+        return dtype in dtypes.get(backend, ()) and (limits or {}).get(backend, lambda _: None)(named) is None
+
+    if device == "cuda" and numba_cuda.tensor_device() == "cuda" and fits("cuda") and numba_cuda.available():
         return "cuda"
-    if device == "cpu" and dtype in dtypes.get("numba", ()):
+    if device == "cpu" and fits("numba"):
         return "numba"
     return fallback
 
@@ -109,10 +117,12 @@ def _check_compiled(backend: str, named: Mapping[str, torch.Tensor]) -> None:
 
 
 def resolve_backend(backend: str, dtypes: DtypeTable, inputs: Mapping[str, torch.Tensor],
-                    out: torch.Tensor | None = None, out_shape: torch.Size | None = None) -> str:
+                    out: torch.Tensor | None = None, limits: Limits | None = None,
+                    out_shape: torch.Size | None = None) -> str:
     """Check ``backend`` and ``out`` for these checked inputs; return the backend that will run.
 
-    ``dtypes`` is the op's table; ``out_shape`` defaults to the first input's shape.
+    ``dtypes`` is the op's table, ``limits`` its per-backend limits; ``out_shape`` defaults to the first
+    input's shape.
     """
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a str, got {type(backend).__name__}")
@@ -125,12 +135,15 @@ def resolve_backend(backend: str, dtypes: DtypeTable, inputs: Mapping[str, torch
         _check_out(out, first.shape if out_shape is None else out_shape, first)
         named["out"] = out
     if backend == "auto":
-        backend = choose_backend(dtypes, list(named.values()))
+        backend = choose_backend(dtypes, named, limits)
     if first.dtype not in dtypes[backend]:
         raise ValueError(f"dtype {first.dtype} is not supported by backend {backend!r} "
                          f"(supported: {_names(dtypes[backend])})")
     if backend in COMPILED:
         _check_compiled(backend, named)
+    reason = (limits or {}).get(backend, lambda _: None)(named)
+    if reason is not None:
+        raise ValueError(f"backend {backend!r} cannot run these inputs: {reason}")
     return backend
 
 

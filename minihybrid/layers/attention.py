@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from minihybrid.checks import check_int
 from minihybrid.kernels.attention import BACKENDS
 from minihybrid.kernels.attention import attention as attention_kernel
 from minihybrid.kernels.attention.reference import position_mask
@@ -33,9 +34,8 @@ class Attention(nn.Module):
         super().__init__()
         self.layer_idx = layer_idx
         self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.n_kv_heads, config.head_dim
+        check_int("window", window, optional=True)  # tokens each query sees, itself included
         self.window = window
-        if window is not None and window < 1:
-            raise ValueError(f"window must be >= 1 token, got {self.window}")
         self.backend = config.attn_backend
         if self.backend not in BACKENDS:
             raise ValueError(f"attn_backend {self.backend!r} is not one of {', '.join(map(repr, BACKENDS))}")

@@ -58,7 +58,7 @@ def run(fig_dir: Path, seed: int = 0) -> Section:
     splits = load_shakespeare()
     val_text = corpus_text(splits["validation"])
     tok = ByteTokenizer()
-    tiny, history = trained_model(setup.model, setup.train, byte_streams("shakespeare"), DATA)
+    tiny, history = trained_model(setup.model, setup.train, byte_streams("shakespeare", splits), DATA)
     cfg = setup.train
     chunks = spread_chunks(val_text, setup.n_chunks, setup.chunk_chars)
     tiny_nll, tiny_bpb, _ = score_text(tiny, tok, chunks, window=cfg.seq_len)

@@ -58,7 +58,9 @@ def test_cuda_decode(tq):
     check(*qkv(1, 4, 2, tq, 30, 16), causal=True, window=8, scale=0.3)
 
 
-def test_cuda_refuses_large_head_dim():
-    with pytest.raises(ValueError, match="supports head dim D <= 128, got 136"):
-        attention(*qkv(1, 1, 1, 2, 2, 136), backend="cuda")
+def test_cuda_refuses_large_head_dim_and_auto_runs_another_backend():
+    q, k, v = qkv(1, 1, 1, 2, 2, 136)
+    with pytest.raises(ValueError, match="backend 'cuda' cannot run these inputs: head dim D <= 128 only"):
+        attention(q, k, v, backend="cuda")
+    assert_close(attention(q, k, v), attention(q, k, v, backend="reference"))
 

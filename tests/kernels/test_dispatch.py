@@ -1,6 +1,10 @@
 """The plumbing every kernel op shares (minihybrid/kernels/dispatch.py, numba_cpu.py, numba_cuda.py),
 tested on a toy op so that no attention detail hides a gap."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -90,8 +94,16 @@ def test_resolve_backend_accepts_grad_for_differentiable_backends_and_no_grad_mo
     ({"reference": dispatch.FLOAT_DTYPES}, xs(2, 3), "reference"),
 ])
 def test_auto_choice(dtypes, tensors, expected):
-    assert choose_backend(dtypes, tensors) == expected
+    assert choose_backend(dtypes, dict(zip("ab", tensors))) == expected
     assert resolve_backend("auto", dtypes, dict(zip("ab", tensors))) == expected
+
+
+def test_auto_skips_a_backend_whose_limit_refuses_the_inputs():
+    limits = {"numba": lambda t: "rows <= 4 only" if t["a"].shape[0] > 4 else None}
+    assert resolve_backend("auto", ALL, {"a": torch.ones(3)}, limits=limits) == "numba"
+    assert resolve_backend("auto", ALL, {"a": torch.ones(5)}, limits=limits) == "torch"
+    with pytest.raises(ValueError, match="backend 'numba' cannot run these inputs: rows <= 4 only"):
+        resolve_backend("numba", ALL, {"a": torch.ones(5)}, limits=limits)
 
 
 def test_run_differentiable_copies_into_out_and_compiled_fills_a_new_out():
@@ -104,9 +116,11 @@ def test_run_differentiable_copies_into_out_and_compiled_fills_a_new_out():
     torch.testing.assert_close(got, 3 * x.T)
 
 
-def test_lazy_imports_on_first_call():
-    join = dispatch.lazy("os.path", "join")
-    assert join("a", "b") == "a/b"
+def test_kernel_modules_import_numba_only_when_a_kernel_runs():
+    code = ("import sys, torch; from minihybrid.kernels.attention import attention; "
+            "attention(*(torch.ones(1, 1, 2, 4),) * 3, backend='torch'); assert 'numba' not in sys.modules; "
+            "attention(*(torch.ones(1, 1, 2, 4),) * 3, backend='numba'); assert 'numba' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "NUMBA_ENABLE_CUDASIM": "0"})
 
 
 def test_numba_cpu_run_writes_through_numpy_views():

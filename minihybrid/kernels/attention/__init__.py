@@ -17,7 +17,7 @@ Backends (names and the "auto" rule: ``kernels/dispatch.py``; every one is teste
     "torch"      sdpa.py, PyTorch's fused SDPA; any float dtype, autograd
     "numba"      cpu.py, tiled online softmax on CPU; float32/float64, inference only
     "cuda"       cuda.py, numba.cuda kernel (or its simulator); float32, D <= 128, inference only
-    "auto"       the fastest of these that fits the inputs
+    "auto"       the fastest of these that takes the inputs
 Inputs are validated before any kernel runs: bad shapes, dtypes, devices, layouts or options raise
 ValueError (arguments of the wrong Python type raise TypeError).
 """
@@ -41,6 +41,9 @@ DTYPES = {  # backend -> supported dtypes
     "cuda": (torch.float32,),
 }
 BACKENDS = ("auto", *DTYPES)
+CUDA_MAX_HEAD_DIM = 128  # cuda.py's K and V tiles take 2 * 32 * D * 4 bytes: 32 KiB of 48 KiB shared memory
+LIMITS = {"cuda": lambda t: (None if t["q"].shape[-1] <= CUDA_MAX_HEAD_DIM
+                             else f"head dim D <= {CUDA_MAX_HEAD_DIM} only, got {t['q'].shape[-1]}")}
 _KERNELS = {
     "reference": attention_reference,
     "torch": attention_sdpa,
@@ -83,10 +86,5 @@ def attention(q, k, v, *, causal: bool = True, window: int | None = None, scale:
     check_tensors(q=(q, "B Hq Tq D"), k=(k, "B Hkv Tk D"), v=(v, "B Hkv Tk D"))
     _check_shapes(q, k, v)
     _check_options(causal, window, scale)
-    backend = resolve_backend(backend, DTYPES, {"q": q, "k": k, "v": v}, out)
-    if backend == "cuda":
-        from minihybrid.kernels.attention.cuda import MAX_HEAD_DIM  # numba.cuda is available: checked above
-
-        if q.shape[-1] > MAX_HEAD_DIM:
-            raise ValueError(f"backend 'cuda' supports head dim D <= {MAX_HEAD_DIM}, got {q.shape[-1]}")
+    backend = resolve_backend(backend, DTYPES, {"q": q, "k": k, "v": v}, out, LIMITS)
     return run(backend, _KERNELS, (q, k, v), out, causal=causal, window=window, scale=scale)

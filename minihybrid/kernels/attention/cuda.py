@@ -23,7 +23,6 @@ from minihybrid.kernels import numba_cuda
 
 BLOCK_Q = 32  # threads per block, one query row each
 BLOCK_K = 32  # keys per shared-memory tile
-MAX_HEAD_DIM = 128  # K and V tiles take 2 * BLOCK_K * D * 4 bytes = 32 KiB of the 48 KiB of shared memory
 
 
 @functools.cache
