@@ -55,6 +55,8 @@ def run(fig_dir: Path, seed: int = 0) -> Section:
     from minihybrid.pretrained import load_smollm2
 
     setup = settings(seed)
+    # Timed first, in a fresh process: after training, both engines decode ~10-15% slower and more noisily.
+    speed = compare_decode_speed(n_new=setup.decode_new, repeats=setup.decode_repeats)
     splits = load_shakespeare()
     val_text = corpus_text(splits["validation"])
     tok = ByteTokenizer()
@@ -64,7 +66,6 @@ def run(fig_dir: Path, seed: int = 0) -> Section:
     tiny_nll, tiny_bpb, _ = score_text(tiny, tok, chunks, window=cfg.seq_len)
     smol, smol_tok = load_smollm2()
     smol_nll, smol_bpb, smol_tokens = score_text(smol, smol_tok, chunks, window=setup.smol_window)
-    speed = compare_decode_speed(n_new=setup.decode_new, repeats=setup.decode_repeats)
 
     fig, ax = figure()
     draw_loss(ax, history)
