@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import numbers
 
+import torch
+
 
 def check_int(name: str, value, minimum: int = 1, optional: bool = False) -> None:
     """`value` must be an int >= minimum (bool refused), or None when optional; ValueError names `name`."""
@@ -25,8 +27,6 @@ def check_number(name: str, value, minimum: float = 0.0, inclusive: bool = True)
 def check_token_ids(name: str, ids, ndim: int, vocab_size: int | None = None) -> None:
     """`ids` must be a non-empty torch.long tensor of `ndim` dimensions (1: a token stream, 2: (batch,
     seq_len)) holding ids in 0..vocab_size-1 (when given). TypeError for a non-tensor, else ValueError."""
-    import torch  # here, so the other checks stay importable without torch
-
     desc = f"{'1-D' if ndim == 1 else '2-D (batch, seq_len)'} torch.long tensor of token ids"
     if not isinstance(ids, torch.Tensor):
         raise TypeError(f"{name} must be a {desc}, got {type(ids).__name__}")
