@@ -86,7 +86,7 @@ def choose_backend(dtypes: DtypeTable, named: Mapping[str, torch.Tensor],
     return fallback
 
 
-def _check_out(out, shape: torch.Size, like: torch.Tensor) -> None:
+def check_out(out, shape: torch.Size, like: torch.Tensor) -> None:
     if not isinstance(out, torch.Tensor):
         raise TypeError(f"out must be a torch.Tensor, got {type(out).__name__}")
     if out.shape != shape:
@@ -132,7 +132,7 @@ def resolve_backend(backend: str, dtypes: DtypeTable, inputs: Mapping[str, torch
     first = next(iter(inputs.values()))
     named = dict(inputs)
     if out is not None:
-        _check_out(out, first.shape if out_shape is None else out_shape, first)
+        check_out(out, first.shape if out_shape is None else out_shape, first)
         named["out"] = out
     if backend == "auto":
         backend = choose_backend(dtypes, named, limits)
