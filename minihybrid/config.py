@@ -6,6 +6,7 @@ A hybrid model is a stack of blocks; each block has one token mixer, named by a 
 
     pattern="AASAAS"           one letter per block
     pattern="1:5", n_layers=12 attention:other ratio, attention blocks spread evenly through the middle
+    pattern="1:5@front", ...   the same with a named placement (minihybrid/patterns.py)
     pattern=[LayerSpec("A"), LayerSpec("S", {"window": 16})]   explicit specs with per-layer options
 
 A mixer's hyperparameters are keyword options of its constructor, with their defaults there. The options a
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from minihybrid.checks import check_int, check_number
+from minihybrid.patterns import expand_ratio
 
 
 @dataclass(frozen=True)
@@ -136,23 +138,12 @@ def _check_options(config: ModelConfig) -> None:
                                  f"its options: {', '.join(accepted) or 'none'}")
 
 
-def ratio_positions(n_attention: int, n_layers: int) -> list[int]:
-    """Indices of `n_attention` blocks spread evenly through `n_layers`, each centred in its share.
-
-    E.g. 2 of 12 -> [3, 9]; 1 of 6 -> [3]. Index 0 is used only when attention fills half the blocks or more.
-    """
-    step = n_layers / n_attention
-    return [int(step * (i + 0.5)) for i in range(n_attention)]
-
-
 def parse_pattern(pattern, n_layers: int | None = None, other: str = "S") -> list[LayerSpec]:
-    """Turn a letter string, an "a:b" ratio or a list of specs into a list of `LayerSpec`."""
+    """Turn a letter string, an "a:b[@placement]" ratio or a list of specs into a list of `LayerSpec`."""
     from minihybrid.layers import MIXERS  # late import: layers register themselves on import
 
     if isinstance(pattern, str) and ":" in pattern:
-        letters = _ratio_letters(pattern, n_layers, other)
-    elif isinstance(pattern, str):
-        letters = list(pattern)
+        letters = list(expand_ratio(pattern, n_layers, other))
     else:
         letters = list(pattern)
     if not letters:
@@ -164,23 +155,3 @@ def parse_pattern(pattern, n_layers: int | None = None, other: str = "S") -> lis
             raise ValueError(
                 f"unknown mixer letter {spec.mixer!r} in pattern {pattern!r}; allowed: {allowed}")
     return specs
-
-
-def _ratio_letters(pattern: str, n_layers: int | None, other: str) -> list[str]:
-    try:
-        a, b = (int(part) for part in pattern.split(":"))
-    except ValueError:
-        raise ValueError(f"ratio pattern {pattern!r} must look like '1:5' (attention:other)") from None
-    if a < 0 or b < 0 or a + b == 0:
-        raise ValueError(f"ratio pattern {pattern!r} needs non-negative parts, not both zero")
-    if n_layers is None:
-        n_layers = a + b
-    if n_layers % (a + b):
-        raise ValueError(
-            f"ratio {pattern} cannot fill n_layers={n_layers}: n_layers must be a multiple of {a + b}"
-        )
-    n_attention = n_layers * a // (a + b)
-    letters = [other] * n_layers
-    for i in ratio_positions(n_attention, n_layers) if n_attention else []:
-        letters[i] = "A"
-    return letters

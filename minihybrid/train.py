@@ -1,7 +1,9 @@
 """The training loop: AdamW, warmup + cosine schedule, gradient clipping, periodic eval, checkpoints.
 
-Data are flat token streams (1-D LongTensors); batches of (B, T) windows are sampled from the train
-stream with a seeded generator, and validation scores fixed windows spread over the whole val stream.
+Data are flat token streams (1-D LongTensors), or examples: (inputs, labels) pairs of (num_examples, T)
+tensors from the synthetic tasks, scored only where a label is not IGNORE. Batches are sampled from the
+train data with a seeded generator; validation scores fixed windows spread over the whole val stream (or
+the first val examples).
 Checkpoints are safetensors files holding the model, the optimizer moments, the step and the sampler
 state, so a resumed run continues exactly where it stopped.
 """
@@ -22,7 +24,15 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from minihybrid.checks import check_int, check_number
-from minihybrid.data import check_stream, iter_eval_batches, sample_batch
+from minihybrid.data import (
+    IGNORE,
+    check_examples,
+    check_stream,
+    iter_eval_batches,
+    iter_example_batches,
+    sample_batch,
+    sample_examples,
+)
 from minihybrid.model import HybridLM
 
 
@@ -84,36 +94,78 @@ def make_optimizer(model: HybridLM, cfg: TrainConfig) -> torch.optim.AdamW:
 
 
 @torch.no_grad()
-def evaluate(model: HybridLM, val_ids: torch.Tensor, batch_size: int, seq_len: int,
-             max_batches: int | None = None) -> float:
-    """Mean next-token cross-entropy (nats) over fixed windows of the val stream.
+def check_data(data, batch_size: int, seq_len: int, name: str, vocab_size: int | None = None) -> None:
+    """A token stream long enough for one window, or an (inputs, labels) pair of examples."""
+    if isinstance(data, tuple):
+        check_examples(data, name, vocab_size)
+    else:
+        check_stream(data, batch_size, seq_len, name, vocab_size)
 
-    With max_batches, max_batches * batch_size windows spread evenly over the whole stream are scored.
+
+def _eval_batches(val_data, batch_size: int, seq_len: int, max_rows: int | None):
+    if isinstance(val_data, tuple):
+        return iter_example_batches(val_data, batch_size, max_rows)
+    return iter_eval_batches(val_data, batch_size, seq_len, max_rows)
+
+
+@torch.no_grad()
+def accuracy(model: HybridLM, examples, batch_size: int = 64, per_example: bool = False) -> float:
+    """Share of scored labels (not IGNORE) that are the model's top-1 prediction, over (inputs, labels).
+
+    per_example: the share of examples whose scored labels are all right (e.g. every digit of a passkey).
     """
+    check_examples(examples, "examples", model.config.vocab_size)
+    was_training = model.training
+    model.eval()
+    right, count = 0, 0
+    for x, y in iter_example_batches(examples, batch_size):
+        scored = y != IGNORE
+        correct = (model(x).argmax(-1) == y) | ~scored
+        if per_example:
+            right += correct.all(dim=1).sum().item()
+            count += x.shape[0]
+        else:
+            right += (correct & scored).sum().item()
+            count += scored.sum().item()
+    model.train(was_training)
+    return right / count
+
+
+@torch.no_grad()
+def evaluate(model: HybridLM, val_data, batch_size: int, seq_len: int,
+             max_batches: int | None = None) -> float:
+    """Mean next-token cross-entropy (nats) over fixed windows of the val stream (or over val examples,
+    counting only scored labels).
+
+    With max_batches, max_batches * batch_size windows spread evenly over the whole stream (or the first
+    that many examples) are scored.
+    """
+    check_data(val_data, batch_size, seq_len, "val_data", model.config.vocab_size)
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
-    max_windows = None if max_batches is None else max_batches * batch_size
-    for x, y in iter_eval_batches(val_ids, batch_size, seq_len, max_windows):
+    max_rows = None if max_batches is None else max_batches * batch_size
+    for x, y in _eval_batches(val_data, batch_size, seq_len, max_rows):
         logits = model(x)
-        total += torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
-        count += y.numel()
+        total += torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum",
+                                                   ignore_index=IGNORE).item()
+        count += (y != IGNORE).sum().item()
     model.train(was_training)
     if count == 0:
-        raise ValueError(
-            f"val stream of {val_ids.numel()} tokens is shorter than one window of {seq_len + 1}")
+        raise ValueError(f"the first {max_rows} val examples have no scored label")
     return total / count
 
 
-def train(model: HybridLM, train_ids: torch.Tensor, val_ids: torch.Tensor, cfg: TrainConfig,
+def train(model: HybridLM, train_ids, val_ids, cfg: TrainConfig,
           on_eval: Callable[[TrainHistory], None] | None = None, resume: bool = True) -> TrainHistory:
-    """Train `model` on the token stream `train_ids` (N,); returns the loss history.
+    """Train `model` on the token stream `train_ids` (N,), or on examples (inputs, labels); returns the loss
+    history. cfg.seq_len is the window length of a stream (examples keep their own length).
 
     on_eval(history) is called after every evaluation (a notebook uses it for a live loss plot).
     With resume=True and an existing cfg.checkpoint, training continues from it.
     """
     for name, ids in (("train_ids", train_ids), ("val_ids", val_ids)):
-        check_stream(ids, cfg.batch_size, cfg.seq_len, name, model.config.vocab_size)
+        check_data(ids, cfg.batch_size, cfg.seq_len, name, model.config.vocab_size)
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
     optimizer = make_optimizer(model, cfg)
@@ -128,7 +180,10 @@ def train(model: HybridLM, train_ids: torch.Tensor, val_ids: torch.Tensor, cfg: 
         t0 = time.perf_counter()
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
-        x, y = sample_batch(train_ids, cfg.batch_size, cfg.seq_len, generator)
+        if isinstance(train_ids, tuple):
+            x, y = sample_examples(train_ids, cfg.batch_size, generator)
+        else:
+            x, y = sample_batch(train_ids, cfg.batch_size, cfg.seq_len, generator)
         logits = model(x)
         loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
         optimizer.zero_grad(set_to_none=True)

@@ -37,7 +37,8 @@ def cache_key(model_config: ModelConfig, train_config: TrainConfig, streams: dic
     digest = hashlib.sha256(blob.encode())
     for name in sorted(streams):  # ~10 ms for Shakespeare's 5 MB
         digest.update(name.encode())
-        digest.update(streams[name].contiguous().numpy().tobytes())
+        for tensor in streams[name] if isinstance(streams[name], tuple) else (streams[name],):
+            digest.update(tensor.contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
 
 

@@ -5,9 +5,9 @@ import torch
 from torch import nn
 
 from minihybrid import HybridLM, LayerSpec, ModelConfig
-from minihybrid.config import ratio_positions
 from minihybrid.layers import MIXERS, register
 from minihybrid.layers.cache import RecurrentState
+from minihybrid.patterns import placement_positions
 
 
 def tiny(pattern="AA", window=None, **kw) -> ModelConfig:
@@ -42,7 +42,7 @@ def test_ratio_pattern_spreads_attention_evenly(ratio, n, expected):
 
 
 def test_ratio_positions_even():
-    assert ratio_positions(2, 12) == [3, 9]
+    assert placement_positions("spread", 12, 2) == [3, 9]
 
 
 @pytest.mark.parametrize("pattern,n_layers,match", [

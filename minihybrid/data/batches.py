@@ -1,7 +1,9 @@
-"""Batches of a token stream for next-token prediction: random windows for training, in-order for eval.
+"""Batches for next-token prediction: random ones for training, in-order ones for eval.
 
-Shapes: N tokens in the stream, B batch size, T sequence length. A batch is (x, y), both (B, T) long, with
-y[b, t] = the token after x[b, t] (the stream shifted by one).
+Two kinds of data: a token stream (N,), cut into windows (B, T) with y[b, t] = the token after x[b, t]
+(the stream shifted by one); and examples, an (inputs, labels) pair of (num_examples, T) long tensors as
+the synthetic tasks make them (labels aligned with inputs, IGNORE = -100 where a position is not scored),
+whose rows are batched whole. Shapes: N tokens, B batch size, T sequence length.
 """
 
 from collections.abc import Iterator
@@ -9,6 +11,7 @@ from collections.abc import Iterator
 import torch
 
 from minihybrid.checks import check_int, check_token_ids
+from minihybrid.data.synthetic import IGNORE
 
 
 def check_stream(ids: torch.Tensor, batch_size: int, seq_len: int, name: str = "ids",
@@ -54,3 +57,36 @@ def iter_eval_batches(
         keep = torch.linspace(0, num_windows - 1, max_windows).round().long()
         x, y, num_windows = x[keep], y[keep], max_windows
     return ((x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, num_windows, batch_size))
+
+
+def check_examples(examples, name: str = "examples", vocab_size: int | None = None) -> None:
+    """An (inputs, labels) pair: both (num_examples, T) torch.long, ids in the vocabulary, at least one label
+    scored (not IGNORE)."""
+    if not (isinstance(examples, tuple) and len(examples) == 2):
+        raise TypeError(f"{name} must be an (inputs, labels) tuple of tensors, got {type(examples).__name__}")
+    inputs, labels = examples
+    check_token_ids(f"{name} inputs", inputs, 2, vocab_size)
+    if not isinstance(labels, torch.Tensor) or labels.shape != inputs.shape or labels.dtype != torch.long:
+        raise ValueError(f"{name} labels must be a torch.long tensor of the inputs' shape "
+                         f"{tuple(inputs.shape)}")
+    scored = labels[labels != IGNORE]
+    if scored.numel() == 0:
+        raise ValueError(f"{name} has no scored label (every label is {IGNORE})")
+    check_token_ids(f"{name} labels", scored, 1, vocab_size)
+
+
+def sample_examples(examples, batch_size: int, generator: torch.Generator | None = None):
+    """B rows of (inputs, labels) drawn at random (with replacement): x, y of shape (B, T)."""
+    check_int("batch_size", batch_size)
+    inputs, labels = examples
+    rows = torch.randint(inputs.shape[0], (batch_size,), generator=generator)
+    return inputs[rows], labels[rows]
+
+
+def iter_example_batches(examples, batch_size: int, max_examples: int | None = None):
+    """(inputs, labels) in order, batch_size rows at a time (the first max_examples rows when given)."""
+    check_int("batch_size", batch_size)
+    check_int("max_examples", max_examples, optional=True)
+    inputs, labels = (t[:max_examples] for t in examples)
+    starts = range(0, len(inputs), batch_size)
+    return ((inputs[i : i + batch_size], labels[i : i + batch_size]) for i in starts)

@@ -36,4 +36,4 @@ def build_mixer(config, layer_idx: int):
     return MIXERS[config.layers[layer_idx].mixer](config, layer_idx, **config.options_for(layer_idx))
 
 
-from minihybrid.layers import attention  # noqa: F401  (registers "A" and "S")
+from minihybrid.layers import attention, intra_hybrid, ssm  # noqa: F401  (register A, S, M, H)

@@ -6,7 +6,8 @@ tokens fills, and `rollback(pos)` forgets everything at positions >= pos (specul
 `check_rollback(pos)` raises beforehand when that is impossible.
 
     KVCache        attention keys/values, (B, Hkv, capacity, D) each; a ring buffer when windowed
-    RecurrentState a fixed-size state (for SSM / linear-attention mixers added in later modules)
+    RecurrentState a fixed-size state (the SSM mixer, linear-attention mixers)
+    CompositeCache named parts, for a mixer built from other mixers (the intra-layer hybrid)
 """
 
 from __future__ import annotations
@@ -132,3 +133,34 @@ class RecurrentState:
             self.tensors[name].copy_(saved)
         self._snapshots = {p: s for p, s in self._snapshots.items() if p <= pos}
         self.length = pos
+
+
+class CompositeCache:
+    """The caches of a mixer made of parts (e.g. an intra-layer hybrid's KVCache and RecurrentState), by name.
+
+    A rollback is checked on every part first, so a refused one changes nothing.
+    """
+
+    def __init__(self, **parts):
+        self.parts = parts
+
+    def __getitem__(self, name: str):
+        return self.parts[name]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(part.nbytes for part in self.parts.values())
+
+    def snapshot(self) -> None:
+        for part in self.parts.values():
+            if hasattr(part, "snapshot"):
+                part.snapshot()
+
+    def check_rollback(self, pos: int) -> None:
+        for part in self.parts.values():
+            part.check_rollback(pos)
+
+    def rollback(self, pos: int) -> None:
+        self.check_rollback(pos)
+        for part in self.parts.values():
+            part.rollback(pos)

@@ -18,7 +18,7 @@ Backends (names and the "auto" rule: ``kernels/dispatch.py``; every one is teste
     "reference"  reference.py, the recurrence one token at a time; autograd (slow: the specification)
     "torch"      chunked.py, the chunked SSD form in chunks of `chunk_size`; autograd (the training path)
     "numba"      cpu.py, the recurrence compiled, parallel over batch x heads; float32/float64, inference only
-    "cuda"       cuda.py, numba.cuda kernel (or its simulator); float32, inference only
+    "cuda"       cuda.py, numba.cuda kernel (or its simulator); float32, P <= 1024, N <= 256, inference only
     "auto"       the fastest of these that takes the inputs
 Inputs are validated before any kernel runs: bad shapes, dtypes, devices, layouts or options raise ValueError
 (arguments of the wrong Python type raise TypeError).
@@ -49,6 +49,20 @@ DTYPES = {  # backend -> supported dtypes
     "cuda": (torch.float32,),
 }
 BACKENDS = ("auto", *DTYPES)
+CUDA_MAX_HEAD_DIM = 1024  # cuda.py runs one thread per state row: P threads per block
+CUDA_MAX_STATE = 256  # cuda.py stages B and C of 16 tokens in shared memory: 2 * 16 * N * 4 bytes = 32 KiB
+
+
+def _cuda_limit(named) -> str | None:
+    p, n = named["x"].shape[-1], named["B"].shape[-1]
+    if p > CUDA_MAX_HEAD_DIM:
+        return f"head dim P <= {CUDA_MAX_HEAD_DIM} only, got {p}"
+    if n > CUDA_MAX_STATE:
+        return f"state size N <= {CUDA_MAX_STATE} only, got {n}"
+    return None
+
+
+LIMITS = {"cuda": _cuda_limit}
 _KERNELS = {
     "reference": ssd_reference,
     "torch": ssd_chunked,
@@ -96,7 +110,7 @@ def ssd_scan(x, dt, A, B, C, *, initial_state=None, chunk_size: int = 64, backen
     if state_out is not None:
         check_out(state_out, state_shape, x)
         inputs["final_state"] = state_out
-    backend = resolve_backend(backend, DTYPES, inputs, y_out)
+    backend = resolve_backend(backend, DTYPES, inputs, y_out, LIMITS)
     if backend in DIFFERENTIABLE:
         y, state = _KERNELS[backend](x, dt, A, B, C, initial_state, chunk_size=chunk_size)
         if out is None:

@@ -37,36 +37,38 @@ def segsum(a: torch.Tensor) -> torch.Tensor:
 def ssd_chunked(x, dt, A, B, C, initial_state=None, chunk_size: int = 64):
     """y (batch, T, H, P) and the final state (batch, H, P, N), in chunks of `chunk_size` tokens.
 
-    Computed in float32 (float64 for float64 inputs); differentiable in every input.
+    Computed in float32 (float64 for float64 inputs); differentiable in every input. Inside, tensors are
+    laid out (batch, c chunks, H or G, Q, ...) so that every step is a batched matmul; C B^T is computed once
+    per group and shared by the group's heads.
     """
     dtype = x.dtype
     acc = torch.float64 if dtype == torch.float64 else torch.float32
     batch, length, heads, p = x.shape
-    pad = -length % chunk_size
     heads_per_group = heads // B.shape[2]
     x, dt, A, B, C = (t.to(acc) for t in (x, dt, A, B, C))
-    B, C = (t.repeat_interleave(heads_per_group, dim=2) for t in (B, C))  # (batch, T, H, N)
     a = dt * A  # (batch, T, H), <= 0
     xdt = x * dt[..., None]  # (batch, T, H, P)
-    # chunks: (batch, c, Q, ...) with Q = chunk_size; padded positions have a = 0 and xdt = 0
-    a, xdt, B, C = (F.pad(t, (0, 0) * (t.dim() - 2) + (0, pad)) for t in (a, xdt, B, C))
-    a, xdt, B, C = (t.unflatten(1, (-1, chunk_size)) for t in (a, xdt, B, C))
-    a = a.permute(0, 3, 1, 2)  # (batch, H, c, Q)
-    a_cumsum = a.cumsum(dim=-1)
+    pad = -length % chunk_size  # padded positions get a = 0 (decay 1) and xdt = 0 (nothing written)
+    a, xdt, B, C = (F.pad(t, (0, 0) * (t.dim() - 2) + (0, pad)).unflatten(1, (-1, chunk_size)).transpose(2, 3)
+                    for t in (a, xdt, B, C))  # a (batch, c, H, Q); xdt (.., H, Q, P); B, C (.., G, Q, N)
 
-    decay = torch.exp(segsum(a))  # (batch, H, c, Q, Q)
-    y_diag = torch.einsum("bcihn,bcjhn,bhcij,bcjhp->bcihp", C, B, decay, xdt)  # 1. intra-chunk
+    def per_head(t):  # (batch, c, G, ...) -> (batch, c, H, ...)
+        return t.repeat_interleave(heads_per_group, dim=2) if heads_per_group > 1 else t
 
-    decay_to_end = decay[..., -1, :]  # (batch, H, c, Q): exp(a_{j+1} + ... + a_{Q-1})
-    states = torch.einsum("bcjhn,bhcj,bcjhp->bchpn", B, decay_to_end, xdt)  # 2. chunk states
+    decay = torch.exp(segsum(a))  # (batch, c, H, Q, Q): exp(a_{j+1} + ... + a_i)
+    y_diag = (per_head(C @ B.transpose(-1, -2)) * decay) @ xdt  # 1. intra-chunk, (batch, c, H, Q, P)
+
+    decay_to_end = decay[..., -1, :, None]  # (batch, c, H, Q, 1): exp(a_{j+1} + ... + a_{Q-1})
+    states = (xdt * decay_to_end).transpose(-1, -2) @ per_head(B)  # 2. chunk states, (batch, c, H, P, N)
 
     if initial_state is None:
         initial_state = torch.zeros(batch, heads, p, B.shape[-1], dtype=acc, device=x.device)
     states = torch.cat([initial_state.to(acc)[:, None], states], dim=1)  # (batch, c + 1, H, P, N)
-    chunk_decay = torch.exp(segsum(F.pad(a_cumsum[..., -1], (1, 0))))  # (batch, H, c + 1, c + 1)
-    states = torch.einsum("bhzc,bchpn->bzhpn", chunk_decay, states)  # 3. inter-chunk
+    a_cumsum = a.cumsum(dim=-1)  # (batch, c, H, Q)
+    chunk_totals = F.pad(a_cumsum[..., -1].transpose(1, 2), (1, 0))  # (batch, H, c + 1)
+    states = torch.einsum("bhzc,bchpn->bzhpn", torch.exp(segsum(chunk_totals)), states)  # 3. inter-chunk
     states_in, final_state = states[:, :-1], states[:, -1]
 
-    y_off = torch.einsum("bcihn,bchpn,bhci->bcihp", C, states_in, torch.exp(a_cumsum))  # 4. output
-    y = (y_diag + y_off).flatten(1, 2)[:, :length]
+    y_off = (per_head(C) @ states_in.transpose(-1, -2)) * torch.exp(a_cumsum)[..., None]  # 4. output
+    y = (y_diag + y_off).transpose(2, 3).flatten(1, 2)[:, :length]  # (batch, T, H, P)
     return y.to(dtype), final_state.to(dtype)
