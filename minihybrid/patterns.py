@@ -23,8 +23,7 @@ from minihybrid.checks import check_int
 
 
 def _spread(n_layers: int, count: int) -> list[int]:
-    step = n_layers / count
-    return [int(step * (i + 0.5)) for i in range(count)]
+    return [(2 * i + 1) * n_layers // (2 * count) for i in range(count)]  # the centre of each share, exactly
 
 
 PLACEMENTS: dict[str, Callable[[int, int], list[int]]] = {

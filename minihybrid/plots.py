@@ -15,11 +15,13 @@ from pathlib import Path
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 
-def figure(width: float = 6.0, height: float = 3.5) -> tuple[Figure, Axes]:
+def figure(width: float = 6.0, height: float = 3.5, ncols: int = 1):
+    """(Figure, Axes), or (Figure, array of ncols Axes) side by side."""
     fig = Figure(figsize=(width, height))
-    return fig, fig.subplots()
+    return fig, fig.subplots(1, ncols)
 
 
 def save(fig: Figure, path: Path) -> Path:
@@ -53,3 +55,62 @@ def draw_speed(ax: Axes, sizes: Sequence[int], series: dict[str, Sequence[float]
     ax.set_ylabel(ylabel)
     ax.legend()
     ax.grid(alpha=0.3, which="both")
+
+
+MIXER_COLOURS = {"A": "tab:blue", "S": "tab:cyan", "M": "tab:orange", "H": "tab:purple"}
+
+
+def draw_patterns(ax: Axes, patterns: dict[str, str]) -> None:
+    """One row of coloured squares per model: block i's mixer letter (A attention, M SSM, ...), input left."""
+    ax.clear()
+    for row, (name, letters) in enumerate(patterns.items()):
+        for i, letter in enumerate(letters):
+            ax.add_patch(Rectangle((i, -row - 0.9), 0.9, 0.8, color=MIXER_COLOURS.get(letter, "tab:gray")))
+            ax.text(i + 0.45, -row - 0.5, letter, ha="center", va="center", color="white", fontsize=8)
+    ax.set_xlim(0, max(map(len, patterns.values())))
+    ax.set_ylim(-len(patterns), 0)
+    ax.set_yticks([-row - 0.5 for row in range(len(patterns))], list(patterns))
+    ax.set_xlabel("block (input -> output)")
+    ax.set_frame_on(False)
+
+
+def draw_bars(ax: Axes, means: dict[str, float], stds: dict[str, float] | None = None,
+              ylabel: str = "", zoom: bool = True) -> None:
+    """A bar per name with ±std error bars; zoom narrows the y range to the bars' spread."""
+    ax.clear()
+    names = list(means)
+    errors = [stds.get(n, 0.0) for n in names] if stds else None
+    ax.bar(range(len(names)), [means[n] for n in names], yerr=errors, capsize=3, color="tab:blue", alpha=0.8)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    if zoom and names:
+        low = min(means[n] - (stds or {}).get(n, 0.0) for n in names)
+        high = max(means[n] + (stds or {}).get(n, 0.0) for n in names)
+        pad = 0.15 * (high - low or 1.0)
+        ax.set_ylim(low - pad, high + pad)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, axis="y")
+
+
+def draw_accuracy(ax: Axes, xs: Sequence, series: dict[str, Sequence[float]], xlabel: str) -> None:
+    """One line per model of an accuracy (0..1) against a task size (e.g. key-value pairs)."""
+    ax.clear()
+    for name, values in series.items():
+        ax.plot(range(len(xs)), values, marker="o", label=name)
+    ax.set_xticks(range(len(xs)), [str(x) for x in xs])
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+
+
+def draw_val_losses(ax: Axes, histories: dict, unit: str = "nats / byte") -> None:
+    """Validation loss against training tokens, one line per model (name -> TrainHistory); the tokens per
+    step are the same for every model, so steps stand for tokens."""
+    ax.clear()
+    for name, history in histories.items():
+        ax.plot(history.eval_steps, history.val_loss, marker=".", label=name)
+    ax.set_xlabel("step (equal tokens per step)")
+    ax.set_ylabel(f"val loss ({unit})")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)

@@ -13,15 +13,17 @@ from test_pretrained import write_tiny_llama
 
 from minihybrid import HybridLM, LayerSpec, ModelConfig
 from minihybrid.__main__ import main as cli
-from minihybrid.data import ByteTokenizer, byte_streams, iter_eval_batches, sample_batch
+from minihybrid.context_cost import decode_timings
+from minihybrid.data import IGNORE, ByteTokenizer, byte_streams, iter_eval_batches, sample_batch
 from minihybrid.generate import generate
 from minihybrid.grading import progress
 from minihybrid.kernels.attention import attention
+from minihybrid.kernels.scan import ssd_scan
 from minihybrid.plug_in import plug_in
 from minihybrid.pretrained import load_gguf_model, load_smollm2, open_gguf
 from minihybrid.reproduce import Claim, load
 from minihybrid.timing import compare, target_line
-from minihybrid.train import TrainConfig, load_checkpoint, train
+from minihybrid.train import TrainConfig, accuracy, load_checkpoint, train
 
 SMALL = {"vocab_size": 40, "d_model": 16, "n_heads": 2, "pattern": "AS", "max_seq_len": 32}
 
@@ -39,9 +41,9 @@ def config(**changes):
     return lambda: ModelConfig(**{**SMALL, **changes})
 
 
-def windowed(window):
-    """A model whose "S" blocks get `window` as their model-wide option."""
-    return lambda: HybridLM(ModelConfig(**{**SMALL, "mixer_options": {"S": {"window": window}}}))
+def built(**changes):
+    """A model built from SMALL with these changes (mixers check their options when built)."""
+    return lambda: HybridLM(ModelConfig(**{**SMALL, **changes}))
 
 
 def forward(x, **kwargs):
@@ -108,6 +110,32 @@ def rollback(pos):
     return call
 
 
+def ssm_mixer():
+    torch.manual_seed(0)
+    return HybridLM(ModelConfig(**{**SMALL, "pattern": "MH"})).eval().blocks[0].mixer
+
+
+def scan(batch=1, length=5, heads=2, groups=1, state_batch=None, **kwargs):
+    """ssd_scan on random inputs (P = 3, N = 4), one thing wrong in each row."""
+    x, dt = torch.randn(batch, length, heads, 3), torch.rand(batch, length, heads)
+    bc = torch.randn(batch, length, groups, 4)
+    state = None if state_batch is None else torch.zeros(state_batch, heads, 3, 4)
+    return lambda: ssd_scan(x, dt, -torch.ones(heads), bc, bc, initial_state=state, **kwargs)
+
+
+def ssm_rollback_past_snapshot():
+    torch.manual_seed(0)
+    m = HybridLM(ModelConfig(**{**SMALL, "pattern": "MA"}))
+    cache = m.init_cache(1, 8)
+    m(ids(1, 5), cache=cache)
+    cache.rollback(2)
+
+
+def examples(labels=None):
+    x = ids(4, 8)
+    return x, (torch.full_like(x, IGNORE) if labels is None else labels)
+
+
 def run_cli(*argv):
     def call():
         with pytest.raises(SystemExit) as exit_info:
@@ -118,6 +146,30 @@ def run_cli(*argv):
 
 
 CASES = [
+    # layer patterns and the hybrid mixers
+    ("pattern-placement", config(pattern="1:1@top"), ValueError, "unknown placement 'top'; choose one of"),
+    ("pattern-ratio-fill", config(pattern="1:5", n_layers=8, other="M"), ValueError,
+     "ratio 1:5 cannot fill n_layers=8"),
+    ("intra-head-split", built(pattern="H", n_heads=1), ValueError, "n_heads=1 and n_kv_heads=1 must be"),
+    ("ssm-d-state", built(pattern="M", mixer_options={"M": {"d_state": 0}}), ValueError,
+     "d_state must be an int >= 1"),
+    ("ssm-chunk-size", built(pattern="H", mixer_options={"H": {"chunk_size": 0}}), ValueError,
+     "chunk_size must be an int >= 1"),
+    ("ssm-state-batch", lambda: ssm_mixer()(torch.randn(2, 3, 16), cache=ssm_mixer().init_cache(3, 8)),
+     ValueError, "the SSM state was built for batch 3, the input has batch 2"),
+    ("ssm-rollback-snapshot", ssm_rollback_past_snapshot, ValueError, "no snapshot at position 2"),
+    ("scan-chunk-size", scan(chunk_size=0), ValueError, "chunk_size must be an int >= 1"),
+    ("scan-state-batch", scan(batch=2, state_batch=3), ValueError, "initial_state must have shape"),
+    ("scan-groups", scan(heads=3, groups=2), ValueError, "H=3 must be a multiple of the B/C groups G=2"),
+    ("scan-backend", scan(backend="fast"), ValueError, "unknown backend 'fast'"),
+    ("decode-cost-context", lambda: decode_timings({"m": model()}, 40), ValueError,
+     "context + n_new = 72 exceeds its max_seq_len=32"),
+    # training on examples
+    ("examples-no-label", train_on(examples(), examples(ids(4, 8))), ValueError, "has no scored label"),
+    ("examples-shape", lambda: accuracy(model(), examples(ids(4, 9))), ValueError,
+     "labels must be a torch.long tensor of the inputs' shape (4, 8)"),
+    ("examples-type", lambda: accuracy(model(), [ids(4, 8), ids(4, 8)]), TypeError,
+     "must be an (inputs, labels) tuple"),
     # config
     ("config-zero-width", config(d_model=0), ValueError, "ModelConfig.d_model must be an int >= 1"),
     ("config-negative-vocab", config(vocab_size=-5), ValueError, "ModelConfig.vocab_size must be an int"),
@@ -133,8 +185,10 @@ CASES = [
     ("config-options-letter", config(mixer_options={"Q": {}}), ValueError, "unknown mixer 'Q'"),
     ("config-options-type", config(mixer_options=["S"]), TypeError, "mixer_options must map"),
     ("config-preset", lambda: ModelConfig.from_name("huge"), ValueError, "unknown preset 'huge'"),
-    ("config-window-zero", windowed(0), ValueError, "window must be an int >= 1 or None, got 0"),
-    ("config-window-text", windowed("32"), ValueError, "window must be an int >= 1 or None, got '32'"),
+    ("config-window-zero", built(mixer_options={"S": {"window": 0}}), ValueError,
+     "window must be an int >= 1 or None, got 0"),
+    ("config-window-text", built(mixer_options={"S": {"window": "32"}}), ValueError,
+     "window must be an int >= 1 or None, got '32'"),
     # model forward
     ("forward-float-ids", forward(ids(1, 4, dtype=torch.float32)), ValueError, "dtype torch.float32"),
     ("forward-int32-ids", forward(ids(1, 4, dtype=torch.int32)), ValueError, "torch.long tensor"),

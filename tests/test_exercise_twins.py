@@ -18,10 +18,14 @@ import torch
 
 from minihybrid.grading import SOLUTIONS, exercise_functions, exercise_modules
 from minihybrid.kernels.attention.reference import attention_reference
+from minihybrid.kernels.scan import segsum, ssd_chunked, ssd_reference, ssd_step
 from minihybrid.layers.cache import KVCache
+from minihybrid.layers.intra_hybrid import fuse_branches
 from minihybrid.layers.norm import RMSNorm
 from minihybrid.layers.rope import Rotary, rope_tables
+from minihybrid.patterns import PLACEMENTS, expand_ratio
 from solutions import ex00_foundations as ex00
+from solutions import ex01_hybrid as ex01
 
 
 def solution_functions() -> dict[str, Callable]:
@@ -132,3 +136,90 @@ def _():
         torch.testing.assert_close(out, attention_reference(q_new, keys, values, causal=True))
         torch.testing.assert_close(k_cache[:, :, : pos + 1], keys)
         torch.testing.assert_close(v_cache[:, :, : pos + 1], values)
+
+
+def ssm_inputs(batch, length, heads, groups, p, n, seed=0, dtype=torch.float32):
+    """x, dt, A, B, C of a scan: dt > 0, A < 0."""
+    x = randn(batch, length, heads, p, seed=seed, dtype=dtype)
+    dt = torch.nn.functional.softplus(randn(batch, length, heads, seed=seed + 1, dtype=dtype))
+    A = -torch.exp(randn(heads, seed=seed + 2, dtype=dtype))
+    B, C = (randn(batch, length, groups, n, seed=seed + s, dtype=dtype) for s in (3, 4))
+    return x, dt, A, B, C
+
+
+@agreement("ex01.ssm_step")
+def _():
+    cases = [(2, 4, 2, 3, 5, torch.float32), (1, 3, 1, 1, 1, torch.float64), (3, 6, 6, 4, 2, torch.float64)]
+    for seed, (batch, H, G, P, N, dtype) in enumerate(cases):
+        inputs = ssm_inputs(batch, 1, H, G, P, N, seed, dtype)
+        x, dt, A, B, C = (t[:, 0] if t.dim() > 1 else t for t in inputs)  # one token: drop T
+        state = randn(batch, H, P, N, seed=seed + 10, dtype=dtype)
+        y, new_state = ex01.ssm_step(state, x, dt, A, B, C)
+        expected_y, expected_state = ssd_step(state, x, dt, A, B, C)
+        torch.testing.assert_close(y, expected_y)
+        torch.testing.assert_close(new_state, expected_state)
+
+
+@agreement("ex01.segsum")
+def _():
+    cases = [((1,), torch.float32), ((7,), torch.float64), ((2, 3, 4, 33), torch.float32)]
+    for seed, (shape, dtype) in enumerate(cases):
+        a = -torch.exp(randn(*shape, seed=seed, dtype=dtype))
+        torch.testing.assert_close(ex01.segsum(a), segsum(a))
+
+
+@agreement("ex01.ssd_chunked")
+def _():
+    cases = [  # batch, T, H, G, P, N, chunk_size, initial state, dtype
+        (2, 1, 2, 1, 3, 4, 64, True, torch.float32),
+        (1, 37, 4, 2, 3, 5, 8, False, torch.float64),
+        (2, 65, 3, 3, 2, 4, 64, True, torch.float64),
+        (1, 100, 4, 1, 8, 16, 16, True, torch.float32),
+    ]
+    for seed, (batch, T, H, G, P, N, Q, with_state, dtype) in enumerate(cases):
+        x, dt, A, B, C = ssm_inputs(batch, T, H, G, P, N, seed, dtype)
+        state = randn(batch, H, P, N, seed=seed + 10, dtype=dtype) if with_state else None
+        y, final_state = ex01.ssd_chunked(x, dt, A, B, C, initial_state=state, chunk_size=Q)
+        for twin in (ssd_chunked, ssd_reference):
+            expected_y, expected_state = twin(x, dt, A, B, C, initial_state=state, chunk_size=Q)
+            torch.testing.assert_close(y, expected_y, atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(final_state, expected_state, atol=1e-4, rtol=1e-4)
+
+
+@agreement("ex01.expand_pattern")
+def _():
+    for a in range(5):
+        for b in range(13):
+            for n_layers in (None, *((a + b) * k for k in (1, 2, 3) if a + b)):
+                for placement in ("", *(f"@{name}" for name in PLACEMENTS)):
+                    pattern = f"{a}:{b}{placement}"
+                    try:
+                        expected = expand_ratio(pattern, n_layers, other="M", attention="G")
+                    except ValueError:
+                        with pytest.raises(ValueError):
+                            ex01.expand_pattern(pattern, n_layers, other="M", attention="G")
+                        continue
+                    got = ex01.expand_pattern(pattern, n_layers, other="M", attention="G")
+                    assert got == expected, f"{pattern} with n_layers={n_layers}"
+    for pattern, n_layers in [("1:5", 8), ("1:5@nowhere", None), ("1-5", None), ("1:5", 0), ("-1:2", None)]:
+        with pytest.raises(ValueError):
+            expand_ratio(pattern, n_layers)
+        with pytest.raises(ValueError):
+            ex01.expand_pattern(pattern, n_layers)
+
+
+@agreement("ex01.fuse_branches")
+def _():
+    cases = [  # shape, dtype, eps
+        ((2, 7, 16), torch.float32, 1e-5),
+        ((1, 1, 8), torch.float64, 1e-2),
+        ((3, 5, 24), torch.float32, 1e-6),
+    ]
+    for seed, (shape, dtype, eps) in enumerate(cases):
+        attn_out = 3 * randn(*shape, seed=seed, dtype=dtype)
+        ssm_out = 0.1 * randn(*shape, seed=seed + 1, dtype=dtype)
+        weights = (1 + randn(shape[-1], seed=seed + s, dtype=dtype) for s in (2, 3))
+        branches = (attn_out, ssm_out, *weights)
+        for fusion in ("concat", "diff"):
+            out = ex01.fuse_branches(*branches, fusion=fusion, eps=eps)
+            torch.testing.assert_close(out, fuse_branches(*branches, fusion=fusion, eps=eps))

@@ -229,7 +229,8 @@ def test_grade_command_scores_solutions_and_writes_the_report(tmp_path, capsys):
     table = capsys.readouterr().out
     assert "ex00" in table and "20/20" in table
     report = json.loads(report_path.read_text())
-    assert report["impl"] == "solutions" and report["summary"]["total"]["earned"] == 20
+    total = report["summary"]["total"]
+    assert report["impl"] == "solutions" and total["earned"] == total["possible"] >= 20
 
 
 def test_grade_command_on_the_stubs_lists_what_is_missing(tmp_path, capsys):

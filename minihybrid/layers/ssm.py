@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from minihybrid.checks import check_int, check_number
+from minihybrid.kernels.dispatch import DIFFERENTIABLE, needs_grad
 from minihybrid.kernels.scan import BACKENDS, ssd_scan, ssd_step
 from minihybrid.layers import register
 from minihybrid.layers.cache import RecurrentState
@@ -80,10 +81,8 @@ class Mamba2(nn.Module):
 
         With a cache, the tokens continue the sequence the state holds (start_pos must equal its length).
         """
-        if cache is not None and start_pos != cache.length:
-            raise ValueError(f"layer {self.layer_idx}: the SSM state holds {cache.length} tokens, so the "
-                             f"next token is at position {cache.length}, got start_pos={start_pos} (a "
-                             "recurrent layer cannot be skipped for some tokens)")
+        if cache is not None:
+            self._check_cache(cache, u.shape[0], start_pos)
         z, xbc, dt = self.in_proj(u).split([self.d_inner, self.conv_dim, self.n_heads], dim=-1)
         xbc = F.silu(self._conv(xbc, cache))
         bc_width = self.n_groups * self.d_state
@@ -96,6 +95,15 @@ class Mamba2(nn.Module):
         y = y + self.D[:, None] * x
         gated = y.flatten(-2) * F.silu(z)
         return self.out_proj(self.norm(gated))
+
+    def _check_cache(self, cache: RecurrentState, batch: int, start_pos: int) -> None:
+        if cache.tensors["ssm"].shape[0] != batch:
+            raise ValueError(f"layer {self.layer_idx}: the SSM state was built for batch "
+                             f"{cache.tensors['ssm'].shape[0]}, the input has batch {batch}")
+        if start_pos != cache.length:
+            raise ValueError(f"layer {self.layer_idx}: the SSM state holds {cache.length} tokens, so the "
+                             f"next token is at position {cache.length}, got start_pos={start_pos} (a "
+                             "recurrent layer cannot be skipped for some tokens)")
 
     def _conv(self, xbc: torch.Tensor, cache: RecurrentState | None) -> torch.Tensor:
         """Causal depthwise conv over (B, T, conv_dim); the left context is the cached last K - 1 inputs
@@ -113,6 +121,8 @@ class Mamba2(nn.Module):
 
     def _scan(self, x, dt, A, B, C, cache):
         """The SSM over this call's tokens: the recurrent step for one cached token, else the scan op."""
+        if self.scan_backend not in DIFFERENTIABLE and not needs_grad(x, dt, B, C):
+            x, dt, B, C = (t.contiguous() for t in (x, dt, B, C))  # in_proj's output views -> dense rows
         if cache is None:
             return ssd_scan(x, dt, A, B, C, chunk_size=self.chunk_size, backend=self.scan_backend)[0]
         state = cache.tensors["ssm"]

@@ -12,7 +12,7 @@ segsum(a)[i, j] = a_{j+1} + ... + a_i for i >= j (-inf above the diagonal), four
 
 segsum is built from a masked cumulative sum rather than cumsum[i] - cumsum[j] (which loses precision),
 and only sums of a <= 0 are ever exponentiated, so nothing overflows.
-Shapes: see __init__.py. Exercise twin: ex01.ssd_chunked (segsum included).
+Shapes: see __init__.py.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ def ssd_chunked(x, dt, A, B, C, initial_state=None, chunk_size: int = 64):
     Computed in float32 (float64 for float64 inputs); differentiable in every input. Inside, tensors are
     laid out (batch, c chunks, H or G, Q, ...) so that every step is a batched matmul; C B^T is computed once
     per group and shared by the group's heads.
+    Exercise twin: ex01.ssd_chunked (segsum included).
     """
     dtype = x.dtype
     acc = torch.float64 if dtype == torch.float64 else torch.float32
