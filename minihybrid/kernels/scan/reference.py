@@ -21,11 +21,11 @@ def ssd_step(state, x, dt, A, B, C):
     Exercise twin: ex01.ssm_step (solutions/ex01_hybrid.py writes it by hand).
     """
     heads_per_group = x.shape[1] // B.shape[1]
-    B = B.repeat_interleave(heads_per_group, dim=1)  # (batch, H, N)
-    C = C.repeat_interleave(heads_per_group, dim=1)
+    B = B.repeat_interleave(heads_per_group, dim=1)[:, :, None, :]  # (batch, H, 1, N)
+    C = C.repeat_interleave(heads_per_group, dim=1)[..., None]  # (batch, H, N, 1)
     decay = torch.exp(dt * A)  # (batch, H), in (0, 1] since dt > 0 and A < 0
-    state = decay[..., None, None] * state + (dt[..., None] * x)[..., None] * B[:, :, None, :]
-    return torch.einsum("bhpn,bhn->bhp", state, C), state
+    state = decay[..., None, None] * state + (dt[..., None] * x)[..., None] * B
+    return (state @ C)[..., 0], state
 
 
 def ssd_reference(x, dt, A, B, C, initial_state=None, chunk_size=None):
