@@ -1,11 +1,16 @@
 """Run a model on your own exercise functions: ``with plug_in(model, rms_norm=..., attention=...):``.
 
-Inside the ``with``, every `RMSNorm` of the model computes ``rms_norm(x, weight, eps)`` and every attention
-mixer (`layers.attention.Attention` and its subclasses) computes its full causal attention with
-``attention(q, k, v)``: q (B, Hq, T, D), k and v (B, Hkv, T, D) -> (B, Hq, T, D), the signatures of
-ex00.rms_norm and ex00.causal_gqa_attention. Cached decoding steps and windowed mixers keep the library's
-path. The functions are plugged into these module instances only, and taken out again on exit, even when
-the block raises:
+Inside the ``with``, the model's modules call the functions you pass instead of the library's:
+
+    rms_norm(x, weight, eps)                   every RMSNorm (ex00.rms_norm)
+    attention(q, k, v)                         full causal attention of every "A"/"S" mixer: q (B, Hq, T, D),
+                                               k, v (B, Hkv, T, D) -> (B, Hq, T, D); ex00.causal_gqa_attention
+    ssm_step(state, x, dt, A, B, C)            every cached one-token SSM step, "M" or "H" (ex01.ssm_step)
+    ssd_chunked(x, dt, A, B, C, state, Q)      every SSM scan over several tokens (ex01.ssd_chunked)
+    fuse_branches(a, s, wa, ws, fusion, eps)   every intra-layer hybrid's fusion, "H" (ex01.fuse_branches)
+
+Cached attention decoding steps and windowed attention keep the library's path. The functions are plugged
+into these module instances only, and taken out again on exit, even when the block raises:
 
     from exercises import ex00_foundations as ex00
     with plug_in(model, rms_norm=ex00.rms_norm, attention=ex00.causal_gqa_attention) as plugged:
@@ -22,27 +27,37 @@ import torch
 from torch import nn
 
 from minihybrid.layers.attention import Attention
+from minihybrid.layers.intra_hybrid import IntraHybrid
 from minihybrid.layers.norm import RMSNorm
+from minihybrid.layers.ssm import Mamba2
 
 
-def _checked(name: str, out, like: torch.Tensor) -> torch.Tensor:
-    """``out`` if it is a tensor with the shape and dtype of ``like``; else an error naming ``name``."""
-    if not isinstance(out, torch.Tensor):
-        raise TypeError(f"your {name} returned {type(out).__name__}, not a tensor")
-    if out.shape != like.shape or out.dtype != like.dtype:
-        raise ValueError(f"your {name} returned {tuple(out.shape)} {out.dtype}, "
-                         f"expected {tuple(like.shape)} {like.dtype}")
+def _checked(name: str, out, *likes: torch.Tensor, shape=None):
+    """``out`` if it is a tensor (a tuple of tensors, one per ``like``) with the like's shape and dtype;
+    else an error naming ``name``. ``shape`` overrides the expected shape of a single tensor."""
+    outs = out if len(likes) > 1 else (out,)
+    if len(likes) > 1 and not (isinstance(out, tuple) and len(out) == len(likes)):
+        raise TypeError(f"your {name} must return a tuple of {len(likes)} tensors, got {type(out).__name__}")
+    for got, like in zip(outs, likes):
+        if not isinstance(got, torch.Tensor):
+            raise TypeError(f"your {name} returned {type(got).__name__}, not a tensor")
+        expected = like.shape if shape is None else shape
+        if got.shape != expected or got.dtype != like.dtype:
+            raise ValueError(f"your {name} returned {tuple(got.shape)} {got.dtype}, "
+                             f"expected {tuple(expected)} {like.dtype}")
     return out
 
 
-def _norm_forward(rms_norm: Callable) -> Callable:
+def _norm(rms_norm: Callable, module: RMSNorm) -> Callable:
     def forward(self: RMSNorm, x: torch.Tensor) -> torch.Tensor:
         return _checked("rms_norm", rms_norm(x, self.weight, self.eps), x)
 
     return forward
 
 
-def _attend(attention: Callable, library_attend: Callable) -> Callable:
+def _attend(attention: Callable, module: Attention) -> Callable:
+    library_attend = module._attend
+
     def attend(self: Attention, q, k, v, key_pos, start_pos):
         if key_pos is None and self.window is None and q.shape[2] == k.shape[2]:
             return _checked("attention", attention(q, k, v), q)
@@ -51,41 +66,76 @@ def _attend(attention: Callable, library_attend: Callable) -> Callable:
     return attend
 
 
+def _step(ssm_step: Callable, module: Mamba2) -> Callable:
+    def step(self: Mamba2, state, x, dt, A, B, C):
+        return _checked("ssm_step", ssm_step(state, x, dt, A, B, C), x, state)
+
+    return step
+
+
+def _sequence(ssd_chunked: Callable, module: Mamba2) -> Callable:
+    def sequence(self: Mamba2, x, dt, A, B, C, initial_state):
+        out = ssd_chunked(x, dt, A, B, C, initial_state, self.chunk_size)
+        like_state = x.new_empty(x.shape[0], x.shape[2], x.shape[3], B.shape[-1])
+        return _checked("ssd_chunked", out, x, like_state)
+
+    return sequence
+
+
+def _fuse(fuse_branches: Callable, module: IntraHybrid) -> Callable:
+    def fuse(self: IntraHybrid, a, s):
+        width = 2 * self.width if self.fusion == "concat" else self.width
+        out = fuse_branches(a, s, self.attn_norm, self.ssm_norm, self.fusion, self.eps)
+        return _checked("fuse_branches", out, a, shape=(*a.shape[:-1], width))
+
+    return fuse
+
+
+# name -> (the module class it goes into, the attribute it replaces, the replacement's builder)
+PLUGS = {
+    "rms_norm": (RMSNorm, "forward", _norm),
+    "attention": (Attention, "_attend", _attend),
+    "ssm_step": (Mamba2, "_step", _step),
+    "ssd_chunked": (Mamba2, "_sequence", _sequence),
+    "fuse_branches": (IntraHybrid, "_fuse", _fuse),
+}
 _MISSING = object()
 
 
 @contextlib.contextmanager
-def plug_in(model: nn.Module, rms_norm: Callable | None = None,
-            attention: Callable | None = None) -> Iterator[dict[str, int]]:
-    """Within the block, ``model`` runs on ``rms_norm`` and / or ``attention`` (see the module docstring).
+def plug_in(model: nn.Module, **functions: Callable) -> Iterator[dict[str, int]]:
+    """Within the block, ``model`` runs on the given functions (keywords: the names in PLUGS; see the module
+    docstring).
 
     Yields how many modules each given function was plugged into. Raises TypeError for a model that is not
-    an nn.Module or a function that is not callable, ValueError when no function is given or the model has
-    no module to plug a given one into.
+    an nn.Module, an unknown keyword or a function that is not callable, ValueError when no function is given
+    or the model has no module to plug a given one into.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    functions = {"rms_norm": rms_norm, "attention": attention}
     for name, function in functions.items():
+        if name not in PLUGS:
+            raise TypeError(f"cannot plug in {name!r}; pluggable: {', '.join(PLUGS)}")
         if function is not None and not callable(function):
             raise TypeError(f"{name} must be a function or None, got {type(function).__name__}")
-    if rms_norm is None and attention is None:
-        raise ValueError("nothing to plug in: pass rms_norm=..., attention=... or both")
-    plugs = {"rms_norm": [], "attention": []}  # name -> (module, attribute, replacement) per module
+    functions = {name: function for name, function in functions.items() if function is not None}
+    if not functions:
+        raise ValueError(f"nothing to plug in: pass one or more of {', '.join(f'{n}=...' for n in PLUGS)}")
+    plugs = {name: [] for name in functions}  # name -> (module, attribute, replacement) per module
     for module in model.modules():
-        if rms_norm is not None and isinstance(module, RMSNorm):
-            plugs["rms_norm"].append((module, "forward", _norm_forward(rms_norm)))
-        if attention is not None and isinstance(module, Attention):
-            plugs["attention"].append((module, "_attend", _attend(attention, module._attend)))
-    for name, kind in (("rms_norm", "RMSNorm"), ("attention", "attention mixer")):
-        if functions[name] is not None and not plugs[name]:
-            raise ValueError(f"{type(model).__name__} has no {kind} to plug {name} into")
+        for name, function in functions.items():
+            cls, attribute, build = PLUGS[name]
+            if isinstance(module, cls):
+                plugs[name].append((module, attribute, build(function, module)))
+    for name, group in plugs.items():
+        if not group:
+            raise ValueError(f"{type(model).__name__} has no {PLUGS[name][0].__name__} to plug {name} into")
     saved = []  # (module, attribute, what the instance itself held before)
     try:
         for module, attribute, replacement in (plug for group in plugs.values() for plug in group):
             saved.append((module, attribute, vars(module).get(attribute, _MISSING)))
             setattr(module, attribute, types.MethodType(replacement, module))
-        yield {name: len(group) for name, group in plugs.items() if group}
+        yield {name: len(group) for name, group in plugs.items()}
     finally:
         for module, attribute, before in reversed(saved):
             if before is _MISSING:

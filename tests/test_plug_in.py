@@ -9,6 +9,7 @@ from minihybrid.layers.attention import Attention
 from minihybrid.layers.norm import RMSNorm
 from minihybrid.plug_in import plug_in
 from solutions import ex00_foundations as ex00
+from solutions import ex01_hybrid as ex01
 
 
 def tiny_model(pattern: str = "AA") -> HybridLM:
@@ -35,7 +36,7 @@ def counted(function, calls: list):
 def assert_library_path(model: HybridLM, expected_logits: torch.Tensor) -> None:
     """No instance of the model holds a plugged function, and the logits are the library's."""
     for module in model.modules():
-        assert "forward" not in vars(module) and "_attend" not in vars(module)
+        assert not {"forward", "_attend", "_step", "_sequence", "_fuse"} & set(vars(module))
     torch.testing.assert_close(model(IDS), expected_logits, atol=0, rtol=0)
 
 
@@ -113,8 +114,10 @@ def wrong_shape(q, k, v):
         (None, {}, ValueError, "nothing to plug in"),
         (None, {"attention": "causal_gqa_attention"}, TypeError, "attention must be a function or None"),
         (nn.Linear(4, 4), {"rms_norm": ex00.rms_norm}, ValueError, "Linear has no RMSNorm to plug rms_norm"),
+        (None, {"ssm_scan": ex01.ssd_chunked}, TypeError, "cannot plug in 'ssm_scan'; pluggable: rms_norm"),
+        (None, {"ssm_step": ex01.ssm_step}, ValueError, "HybridLM has no Mamba2 to plug ssm_step into"),
     ],
-    ids=["not-a-model", "no-function", "not-callable", "no-norm-in-model"],
+    ids=["not-a-model", "no-function", "not-callable", "no-norm-in-model", "unknown-name", "no-ssm"],
 )
 def test_bad_arguments_are_refused(model, functions, error, message):
     model = tiny_model() if model is None else model
@@ -130,3 +133,30 @@ def test_a_result_of_the_wrong_shape_is_named():
     with pytest.raises(ValueError, match=message), plug_in(model, attention=wrong_shape):
         model(IDS)
     assert_library_path(model, expected)
+
+
+@torch.no_grad()
+def test_the_ex01_solutions_run_a_hybrid_prefill_and_decode_unchanged():
+    """ssd_chunked serves the prefill, ssm_step every decoding step, fuse_branches the "H" block."""
+    model = tiny_model("MHA").double()
+    expected = model(IDS)
+    calls = []
+    names = ("ssm_step", "ssd_chunked", "fuse_branches")
+    with plug_in(model, **{name: counted(getattr(ex01, name), calls) for name in names}) as plugged:
+        cache = model.init_cache(2, 11)
+        prefill = model(IDS[:, :6], cache=cache)
+        logits = torch.cat([prefill, *(model(IDS[:, t:t + 1], cache=cache) for t in range(6, 11))], dim=1)
+    assert plugged == {"ssm_step": 2, "ssd_chunked": 2, "fuse_branches": 1}
+    assert {"ssm_step", "ssd_chunked", "fuse_branches"} <= set(calls)
+    torch.testing.assert_close(logits, expected)
+    assert_library_path(model, expected)
+
+
+@torch.no_grad()
+def test_an_ssm_step_returning_one_tensor_is_named():
+    model = tiny_model("MA")
+    cache = model.init_cache(2, 11)
+    model(IDS[:, :4], cache=cache)
+    with pytest.raises(TypeError, match="your ssm_step must return a tuple of 2 tensors"), \
+            plug_in(model, ssm_step=lambda *args: ex01.ssm_step(*args)[0]):
+        model(IDS[:, 4:5], cache=cache)

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from minihybrid import HybridLM, ModelConfig
+from minihybrid.data import IGNORE
 from minihybrid.generate import generate, pick_next
-from minihybrid.train import TrainConfig, evaluate, load_checkpoint, lr_at, train
+from minihybrid.train import TrainConfig, accuracy, evaluate, load_checkpoint, lr_at, train
 
 
 def small_model(seed=0, pattern="AS"):
@@ -18,6 +19,38 @@ def small_model(seed=0, pattern="AS"):
 def periodic_stream(n, period=7):
     """A learnable stream: a repeating pattern of `period` tokens."""
     return torch.arange(n) % period + 3
+
+
+def copy_examples(n, seed):
+    """Examples whose only scored label asks for the first token again at the end (a one-token recall)."""
+    x = torch.randint(3, 32, (n, 10), generator=torch.Generator().manual_seed(seed))
+    labels = torch.full_like(x, IGNORE)
+    labels[:, -1] = x[:, 0]
+    return x, labels
+
+
+def test_training_on_examples_scores_only_their_labels():
+    model = small_model(pattern="AA")
+    train_set, val_set = copy_examples(512, 0), copy_examples(64, 1)
+    before = accuracy(model, val_set)
+    cfg = TrainConfig(steps=150, batch_size=32, lr=1e-2, warmup_steps=10, eval_every=150, eval_batches=2,
+                      progress=False)
+    history = train(model, train_set, val_set, cfg)
+    assert accuracy(model, val_set) > 0.9 > before
+    assert history.val_loss[-1] == pytest.approx(evaluate(model, val_set, batch_size=32, seq_len=10,
+                                                          max_batches=2))
+
+
+def test_accuracy_per_example_needs_every_scored_label():
+    model = small_model()
+    x = torch.randint(3, 32, (4, 6), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        predicted = model(x).argmax(-1)
+    labels = torch.full_like(x, IGNORE)
+    labels[:, 2:4] = predicted[:, 2:4]
+    labels[0, 3] = (predicted[0, 3] + 1) % 32  # one wrong token in example 0
+    assert accuracy(model, (x, labels)) == pytest.approx(7 / 8)
+    assert accuracy(model, (x, labels), per_example=True) == pytest.approx(3 / 4)
 
 
 def test_lr_schedule_warmup_then_cosine():

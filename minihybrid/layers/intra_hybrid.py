@@ -79,7 +79,11 @@ class IntraHybrid(nn.Module):
         """x: (B, T, d_model) for tokens at positions start_pos.. -> (B, T, d_model)."""
         a = self.attn(x, cache=cache["attn"] if cache is not None else None, start_pos=start_pos)
         s = self.ssm(x, cache=cache["ssm"] if cache is not None else None, start_pos=start_pos)
-        return self.out_proj(fuse_branches(a, s, self.attn_norm, self.ssm_norm, self.fusion, self.eps))
+        return self.out_proj(self._fuse(a, s))
+
+    def _fuse(self, a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """The branches (B, T, W) fused by `fuse_branches` (plug_in can swap in ex01.fuse_branches)."""
+        return fuse_branches(a, s, self.attn_norm, self.ssm_norm, self.fusion, self.eps)
 
     def init_cache(self, batch: int, max_len: int, dtype=torch.float32, device=None) -> CompositeCache:
         return CompositeCache(attn=self.attn.init_cache(batch, max_len, dtype, device),

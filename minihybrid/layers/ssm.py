@@ -126,17 +126,25 @@ class Mamba2(nn.Module):
         if self.scan_backend not in DIFFERENTIABLE and not needs_grad(x, dt, B, C):
             x, dt, B, C = (t.contiguous() for t in (x, dt, B, C))  # in_proj's output views -> dense rows
         if cache is None:
-            return ssd_scan(x, dt, A, B, C, chunk_size=self.chunk_size, backend=self.scan_backend)[0]
+            return self._sequence(x, dt, A, B, C, None)[0]
         state = cache.tensors["ssm"]
         if x.shape[1] == 1:
-            y, new_state = ssd_step(state, x[:, 0], dt[:, 0], A, B[:, 0], C[:, 0])
+            y, new_state = self._step(state, x[:, 0], dt[:, 0], A, B[:, 0], C[:, 0])
             y = y[:, None]
         else:
-            y, new_state = ssd_scan(x, dt, A, B, C, initial_state=state, chunk_size=self.chunk_size,
-                                    backend=self.scan_backend)
+            y, new_state = self._sequence(x, dt, A, B, C, state)
         state.copy_(new_state)
         cache.length += x.shape[1]
         return y
+
+    def _step(self, state, x, dt, A, B, C):
+        """One token: (y, new_state) by `ssd_step` (plug_in can swap in ex01.ssm_step)."""
+        return ssd_step(state, x, dt, A, B, C)
+
+    def _sequence(self, x, dt, A, B, C, initial_state):
+        """Many tokens: (y, final_state) by the scan op (plug_in can swap in ex01.ssd_chunked)."""
+        return ssd_scan(x, dt, A, B, C, initial_state=initial_state, chunk_size=self.chunk_size,
+                        backend=self.scan_backend)
 
     def init_cache(self, batch: int, max_len: int, dtype=torch.float32, device=None) -> RecurrentState:
         """Conv inputs (batch, K - 1, conv_dim) and SSM state (batch, H, P, N); max_len does not matter."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from minihybrid.config import ModelConfig
 from minihybrid.context_cost import cache_megabytes, decode_timings
@@ -39,6 +40,7 @@ class Settings:
     """Every size of the module, fast or full, in one place."""
 
     lm_model: ModelConfig  # the language models' shared sizes (each variant swaps in its pattern)
+    lm_layers: int  # blocks of every language model
     lm_train: TrainConfig
     seeds: tuple[int, ...]
     recall_model: ModelConfig  # the MQAR and passkey models' shared sizes
@@ -56,23 +58,25 @@ class Settings:
 
 
 def settings(seed: int = 0) -> Settings:
-    m_options = {"M": {"d_state": 32}, "H": {"d_state": 32}}
+    # fast mode trains on 64 tokens: a 32-token window keeps sliding-window attention distinct from full
+    m_options = {"M": {"d_state": 32}, "H": {"d_state": 32}, **pick({"S": {"window": 32}}, {})}
     lm_model = ModelConfig(vocab_size=256, d_model=pick(64, 128), n_heads=4, pattern="A",
                            max_seq_len=pick(128, 256), mixer_options=m_options)
     return Settings(
         lm_model=lm_model,
-        lm_train=TrainConfig(steps=pick(8, 150), batch_size=16, seq_len=pick(64, 128), lr=3e-3,
-                             warmup_steps=pick(2, 15), eval_every=pick(8, 25), eval_batches=pick(2, 16),
+        lm_layers=pick(6, 12),
+        lm_train=TrainConfig(steps=pick(8, 100), batch_size=16, seq_len=pick(64, 128), lr=3e-3,
+                             warmup_steps=pick(2, 15), eval_every=pick(8, 50), eval_batches=pick(2, 8),
                              seed=seed),
         seeds=pick((seed,), (seed, seed + 1, seed + 2)),
         recall_model=replace(lm_model, max_seq_len=512),
-        mqar_train=TrainConfig(steps=pick(6, 250), batch_size=64, lr=3e-3, warmup_steps=pick(2, 25),
+        mqar_train=TrainConfig(steps=pick(6, 200), batch_size=64, lr=3e-3, warmup_steps=pick(2, 25),
                                eval_every=pick(6, 50), eval_batches=2, seed=seed),
         mqar_train_len=64,
         mqar_train_pairs=(4, 8, 16),
         mqar_test_pairs=((64, 4), (64, 8), (64, 16), (128, 32), (256, 64)),
         mqar_examples=pick(256, 6000),
-        passkey_train=TrainConfig(steps=pick(6, 150), batch_size=16, seq_len=256, lr=3e-3,
+        passkey_train=TrainConfig(steps=pick(6, 120), batch_size=16, seq_len=256, lr=3e-3,
                                   warmup_steps=pick(2, 15), eval_every=pick(6, 50), eval_batches=2,
                                   seed=seed),
         passkey_examples=pick(90, 2700),
@@ -105,7 +109,7 @@ def train_language_models(setup: Settings, names=None, on_eval=None) -> dict[str
     """{variant: [(model, history) per seed]} trained on Shakespeare bytes (cached on disk)."""
     streams = byte_streams("shakespeare", load_shakespeare())
     runs = {}
-    for name, pattern in variants(pick(6, 12)).items():
+    for name, pattern in tqdm(variants(setup.lm_layers).items(), desc="language models"):
         if names is not None and name not in names:
             continue
         runs[name] = [
@@ -163,7 +167,7 @@ def train_recall_models(setup: Settings, data: dict) -> dict[str, dict]:
     """{variant: {"mqar": model, "passkey": model}}, each trained on its task alone (cached on disk)."""
     mqar_val = data["mqar_tests"][(setup.mqar_train_len, setup.mqar_train_pairs[1])]
     models = {}
-    for name, pattern in recall_patterns().items():
+    for name, pattern in tqdm(recall_patterns().items(), desc="recall models"):
         config = setup.recall_model.with_pattern(pattern)
         mqar_model, _ = trained_model(
             config, setup.mqar_train, {"train": data["mqar_train"], "validation": mqar_val}, "mqar"
@@ -197,7 +201,7 @@ def cost_table(setup: Settings) -> dict[str, dict]:
     """{variant: {"cache_mib": {context: MiB}, "tok_s": {context: tokens/s}}} for freshly initialised models
     of the language models' sizes (decode cost does not depend on the weights)."""
     names = ("attention", "SSM", "sliding window", "inter 1:1", "inter 1:5", "intra 1:5")
-    patterns = {name: pattern for name, pattern in variants(pick(6, 12)).items() if name in names}
+    patterns = {name: pattern for name, pattern in variants(setup.lm_layers).items() if name in names}
     max_len = max(setup.contexts) + setup.decode_new
     torch.manual_seed(0)
     models = {
@@ -205,7 +209,7 @@ def cost_table(setup: Settings) -> dict[str, dict]:
         for name, p in patterns.items()
     }
     table = {name: {"cache_mib": {}, "tok_s": {}, "ratio_to_attention": {}} for name in models}
-    for context in setup.contexts:
+    for context in tqdm(setup.contexts, desc="decode cost"):
         timings = decode_timings(models, context, setup.decode_new, setup.decode_repeats)
         for name, model in models.items():
             table[name]["cache_mib"][context] = cache_megabytes(model, context)
@@ -218,7 +222,7 @@ def run(fig_dir: Path, seed: int = 0) -> Section:
     setup = settings(seed)
     figures = []
     fig, ax = figure(6, 3)
-    draw_patterns(ax, variants(pick(6, 12)))
+    draw_patterns(ax, variants(setup.lm_layers))
     figures.append((save(fig, fig_dir / "hybrid_patterns.png"), "The compared layer patterns"))
 
     runs = train_language_models(setup)
