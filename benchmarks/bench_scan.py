@@ -109,9 +109,8 @@ def hybrid_decode(repeats: int, n_new: int = 32) -> None:
     base = hybrid.settings().lm_model
     patterns = {name: hybrid.variants(12)[name] for name in ("attention", "inter 1:5")}
     torch.manual_seed(0)
-    models = {
-        name: HybridLM(replace(base, max_seq_len=8192 + n_new).with_pattern(p)) for name, p in patterns.items()
-    }
+    long_context = replace(base, max_seq_len=8192 + n_new)
+    models = {name: HybridLM(long_context.with_pattern(p)) for name, p in patterns.items()}
     print(
         f"\nDecoding, 12 blocks of width {base.d_model}: attention {patterns['attention']} vs 1:5 hybrid "
         f"{patterns['inter 1:5']}; {n_new} new tokens, median (min-max) of {repeats} interleaved repeats"
