@@ -1,33 +1,12 @@
-"""The hybrid reproduction's write-up: its tables, its data rows and its claims table with verdicts.
-
-Verdicts on "X beats Y" compare means over seeds: "holds" when the gap is beyond twice its standard error,
-"partly" when it points the paper's way but within that noise (or with one seed), else "does not hold".
-"""
+"""The hybrid reproduction's write-up: its tables, its data rows and its claims table with verdicts
+(the rule for "X beats Y" is `minihybrid.reproduce.verdicts.better`)."""
 
 from __future__ import annotations
 
 import statistics
 
 from minihybrid.reproduce import Claim, markdown_table
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
-def _fmt(values: list[float]) -> str:
-    mean, std = mean_std(values)
-    return f"{mean:.3f} ± {std:.3f}" if len(values) > 1 else f"{mean:.3f}"
-
-
-def better(low: list[float], high: list[float]) -> tuple[str, float]:
-    """(verdict that `low` is below `high`, the gap mean(high) - mean(low)); see the module docstring."""
-    (m_low, s_low), (m_high, s_high) = mean_std(low), mean_std(high)
-    gap = m_high - m_low
-    error = (s_low**2 / len(low) + s_high**2 / len(high)) ** 0.5
-    if gap > 2 * error > 0:
-        return "holds", gap
-    return ("partly" if gap > 0 else "does not hold"), gap
+from minihybrid.reproduce.verdicts import better, fmt_mean_std
 
 
 def describe(setup, runs: dict, scores: dict, cost: dict) -> str:
@@ -36,7 +15,7 @@ def describe(setup, runs: dict, scores: dict, cost: dict) -> str:
     first_model = next(iter(runs.values()))[0][0]
     tokens = cfg.steps * cfg.batch_size * cfg.seq_len
     lm_rows = [[name, seeds[0][0].config.pattern_string, f"{seeds[0][0].num_params() / 1e6:.2f}M",
-                _fmt([h.val_loss[-1] for _, h in seeds]),
+                fmt_mean_std([h.val_loss[-1] for _, h in seeds]),
                 f"{statistics.fmean(h.tokens_per_second for _, h in seeds):,.0f}"]
                for name, seeds in runs.items()]
     recall_header = ["variant", *[f"MQAR {k} pairs @ {t}" for t, k in setup.mqar_test_pairs],
@@ -52,8 +31,8 @@ def describe(setup, runs: dict, scores: dict, cost: dict) -> str:
          f"conv 4), each trained on the same {tokens:,} bytes of Shakespeare ({cfg.steps} steps of "
          f"{cfg.batch_size}x{cfg.seq_len}, AdamW lr {cfg.lr}) with seeds {', '.join(map(str, setup.seeds))}; "
          f"val NLL over {cfg.eval_batches * cfg.batch_size} windows of held-out works. The whole module has "
-         "45 minutes on 2 cores, so these runs compare how fast each design learns in its first few hundred "
-         "thousand bytes, not converged models."),
+         f"45 minutes on 2 cores, so these runs compare how fast each design learns in its first {tokens:,} "
+         "bytes, not converged models."),
         markdown_table(["variant", "pattern", "params (non-embedding)", "val NLL (nats/byte)",
                         "train tokens/s"], lm_rows),
         (f"Recall: models of 6 blocks of width {recall.d_model}, one per task. MQAR (zoology's layout, "
@@ -88,7 +67,8 @@ def claims(setup, nll: dict, scores: dict, cost: dict) -> list[Claim]:
                "does not hold" if set(verdicts) == {"does not hold"} else "partly")
     rows = [Claim(
         "Hybrids beat both pure models (Table 2 NLL: intra 2.728, inter 2.735 < Llama 2.750, Mamba 2.758)",
-        "; ".join(f"{n} {_fmt(nll[n])}" for n in ("intra 1:5", "inter 1:5", "attention", "SSM")), overall,
+        "; ".join(f"{n} {fmt_mean_std(nll[n])}" for n in ("intra 1:5", "inter 1:5", "attention", "SSM")),
+        overall,
         f"Each hybrid vs each pure model: {', '.join(verdicts)} ({noise}). {few_tokens}")]
     for claim, low, high in (
             ("Intra-layer beats inter-layer at the same ratio (2.728 vs 2.735)", "intra 1:5", "inter 1:5"),
@@ -98,8 +78,8 @@ def claims(setup, nll: dict, scores: dict, cost: dict) -> list[Claim]:
              "attention at the front"),
             ("Hybrid blocks only at both ends (sandwich) are much worse", "inter 1:5", "sandwich")):
         verdict, gap = better(nll[low], nll[high])
-        rows.append(Claim(claim, f"{low} {_fmt(nll[low])} vs {high} {_fmt(nll[high])} (gap {gap:+.3f})",
-                          verdict, f"NLL after equal tokens ({noise}). {few_tokens}"))
+        measured = f"{low} {fmt_mean_std(nll[low])} vs {high} {fmt_mean_std(nll[high])} (gap {gap:+.3f})"
+        rows.append(Claim(claim, measured, verdict, f"NLL after equal tokens ({noise}). {few_tokens}"))
     n = max(setup.contexts)
     attention_cache = cost["attention"]["cache_mib"][n]
     cache = {v: cost[v]["cache_mib"][n] / attention_cache for v in ("inter 1:5", "intra 1:5")}
