@@ -3,7 +3,9 @@
 Dimensions: B batch, T tokens in this call, V vocabulary, d d_model, L blocks.
 
 Each Block is pre-norm: x + mixer(norm(x)), then x + ffn(norm(x)); the mixer is any registered token
-mixer (see `minihybrid.layers`), so a hybrid is just a layer pattern in the config.
+mixer (see `minihybrid.layers`), so a hybrid is just a layer pattern in the config. A mixer that reads more
+than its block's input (the static embeddings, a fixed reference sequence's states) declares it and gets
+them through one channel, `minihybrid.side_inputs`.
 
 Incremental decoding keeps a `ModelCache` (one cache per block plus the next position):
 
@@ -25,6 +27,7 @@ from minihybrid.config import ModelConfig
 from minihybrid.layers import build_mixer
 from minihybrid.layers.ffn import SwiGLU
 from minihybrid.layers.norm import RMSNorm
+from minihybrid.side_inputs import SideInputs
 
 
 class Block(nn.Module):
@@ -34,10 +37,12 @@ class Block(nn.Module):
         self.mixer = build_mixer(config, layer_idx)
         self.ffn_norm = RMSNorm(config.d_model, config.norm_eps)
         self.ffn = SwiGLU(config.d_model, config.d_ff)
+        self.side_inputs = getattr(self.mixer, "side_inputs", False)
 
-    def forward(self, x: torch.Tensor, cache=None, start_pos: int = 0) -> torch.Tensor:
-        """x: (B, T, d) -> (B, T, d)."""
-        x = x + self.mixer(self.mixer_norm(x), cache=cache, start_pos=start_pos)
+    def forward(self, x: torch.Tensor, cache=None, start_pos: int = 0, side: SideInputs | None = None):
+        """x: (B, T, d) -> (B, T, d); `side` reaches the mixer when it asks for side inputs."""
+        extra = {"side": side} if self.side_inputs else {}
+        x = x + self.mixer(self.mixer_norm(x), cache=cache, start_pos=start_pos, **extra)
         return x + self.ffn(self.ffn_norm(x))
 
 
@@ -79,6 +84,7 @@ class HybridLM(nn.Module):
         if config.tie_embeddings:
             self.head.weight = self.embed.weight
         self.apply(self._init_weights)
+        self.reference_cache: dict = {}  # reference sequences' states at inference (minihybrid.side_inputs)
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Embedding)):
@@ -99,10 +105,12 @@ class HybridLM(nn.Module):
         if not skip <= set(range(len(self.blocks))):
             raise ValueError(f"skip_layers {sorted(skip)} must be block indices in 0..{len(self.blocks) - 1}")
         x = self.embed(idx)
+        side = SideInputs(self, x, start_pos + idx.shape[1])
         hidden = [x]
         for i, block in enumerate(self.blocks):
             if i not in skip:
-                x = block(x, cache=cache.layers[i] if cache is not None else None, start_pos=start_pos)
+                x = block(x, cache=cache.layers[i] if cache is not None else None, start_pos=start_pos,
+                          side=side)
             hidden.append(x)
         if cache is not None:
             cache.pos = start_pos + idx.shape[1]

@@ -11,13 +11,14 @@ PLACEMENTS (the default is "spread"). For 2 attention blocks among 12:
     sandwich  both ends, the odd one out at the front                   A..........A
     center    one contiguous run in the middle                           .....AA.....
 
-Modules 01 and 02 both build their layouts from this table (module 02 asks for counts directly:
-`placement_positions("back", 8, 1)` is "standard attention in the last layer only").
+Modules 01 and 02 both build their layouts from this table. Module 02 names whole configurations
+(CONFIGURATIONS, after Deconstructing Attention's Table 11): which blocks keep standard attention while the
+studied variant fills the rest, e.g. configuration_pattern("hybrid", "N", 8) == "NANANANA".
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from minihybrid.checks import check_int
 
@@ -70,3 +71,78 @@ def expand_ratio(pattern: str, n_layers: int | None = None, other: str = "S", at
     for i in placement_positions(placement or "spread", n_layers, n_layers * a // (a + b)):
         letters[i] = attention
     return "".join(letters)
+
+
+# module 02's variants of attention, by the principle each relaxes -> mixer letter (minihybrid.layers)
+VARIANTS = {
+    "standard": "A",  # softmax attention
+    "MLP": "F",  # no token mixing
+    "Approximate": "T",  # softmax replaced by its second-order Taylor expansion (linear time)
+    "Non-approximate": "N",  # no pairwise query-key similarity: a softmax over time of same-token scores
+    "RndEmbQK": "R",  # Q, K from fixed random embeddings (no dependence on the sequence)
+    "FixedSeqQK": "P",  # Q, K from one fixed passage (no dependence on the sequence)
+    "StaticEmbQK": "E",  # Q, K from the static input embeddings (no dependence on the current layer)
+}
+
+
+def variant_letter(name: str) -> str:
+    """The mixer letter of a named variant of attention (VARIANTS)."""
+    if name not in VARIANTS:
+        raise ValueError(f"unknown variant {name!r}; choose one of {', '.join(VARIANTS)}")
+    return VARIANTS[name]
+
+
+# name -> (placement of the blocks that keep standard attention, their count for n_layers, mirrored);
+# mirrored counts from the last block, as the paper does for "every k-th" (its last layer keeps attention)
+CONFIGURATIONS: dict[str, tuple[str, Callable[[int], int], bool]] = {
+    "uniform": ("front", lambda n: 0, False),  # the variant everywhere
+    "standard": ("front", lambda n: n, False),  # standard attention everywhere
+    "hybrid": ("every", lambda n: n // 2, True),  # the variant in odd layers (1-indexed), attention in even
+    "top": ("front", lambda n: n // 2, False),  # the variant in the top half
+    "middle": ("sandwich", lambda n: n // 2, False),  # the variant in the middle half
+    "bottom": ("back", lambda n: n // 2, False),  # the variant in the bottom half
+    "every 4th": ("every", lambda n: n // 4, True),  # attention in every 4th layer, the last included
+    "first": ("front", lambda n: 1, False),  # attention in the first layer only
+    "last": ("back", lambda n: 1, False),  # attention in the last layer only
+    "both ends": ("sandwich", lambda n: 2, False),  # attention in the first and the last layer
+}
+DIVISORS = {"hybrid": 2, "top": 2, "middle": 2, "bottom": 2, "every 4th": 4, "skip": 2}  # n_layers a multiple
+
+
+def standard_positions(configuration: str | Sequence[int], n_layers: int) -> list[int]:
+    """Block indices that keep standard attention under a named configuration (or an explicit index list)."""
+    check_int("n_layers", n_layers)
+    if not isinstance(configuration, str):
+        positions = sorted(set(configuration))
+        outside = [i for i in positions if not (isinstance(i, int) and 0 <= i < n_layers)]
+        if outside:
+            raise ValueError(f"standard-attention blocks {outside} are outside the model's blocks "
+                             f"0..{n_layers - 1}")
+        return positions
+    name = "hybrid" if configuration == "skip" else configuration
+    if name not in CONFIGURATIONS:
+        raise ValueError(f"unknown configuration {configuration!r}; choose one of "
+                         f"{', '.join([*CONFIGURATIONS, 'skip'])} or a list of block indices")
+    if configuration == "skip" and n_layers < 2:
+        raise ValueError("configuration 'skip' would remove every layer of a 1-layer model")
+    if n_layers % DIVISORS.get(configuration, 1):
+        raise ValueError(f"configuration {configuration!r} needs n_layers to be a multiple of "
+                         f"{DIVISORS[configuration]}, got {n_layers}")
+    placement, count, mirrored = CONFIGURATIONS[name]
+    positions = placement_positions(placement, n_layers, count(n_layers))
+    return sorted(n_layers - 1 - i for i in positions) if mirrored else positions
+
+
+def configuration_pattern(configuration: str | Sequence[int], variant: str, n_layers: int,
+                          standard: str = "A") -> str:
+    """One letter per block: `standard` where the configuration keeps standard attention, `variant` elsewhere.
+
+    "skip" removes the variant's blocks altogether (the hybrid's odd layers), so its pattern is shorter:
+    configuration_pattern("skip", "N", 8) == "AAAA". An explicit list of block indices (0-based) names the
+    blocks that keep standard attention.
+    Exercise twin: ex02.build_configuration.
+    """
+    keep = standard_positions(configuration, n_layers)
+    if configuration == "skip":
+        return standard * len(keep)
+    return "".join(standard if i in keep else variant for i in range(n_layers))

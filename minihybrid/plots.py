@@ -43,7 +43,8 @@ def draw_loss(ax: Axes, history, unit: str = "nats / byte") -> None:
 
 def draw_speed(ax: Axes, sizes: Sequence[int], series: dict[str, Sequence[float]], xlabel: str = "tokens",
                ylabel: str = "ms per call") -> None:
-    """One line per candidate (e.g. a backend) of a measured time against a size, both axes logarithmic."""
+    """One line per candidate (e.g. a backend) of a measured quantity (a time, bytes, a perplexity) against a
+    size, both axes logarithmic."""
     if any(len(values) != len(sizes) for values in series.values()):
         raise ValueError("every series needs one value per size")
     ax.clear()
@@ -57,7 +58,8 @@ def draw_speed(ax: Axes, sizes: Sequence[int], series: dict[str, Sequence[float]
     ax.grid(alpha=0.3, which="both")
 
 
-MIXER_COLOURS = {"A": "tab:blue", "S": "tab:cyan", "M": "tab:orange", "H": "tab:purple"}
+MIXER_COLOURS = {"A": "tab:blue", "S": "tab:cyan", "M": "tab:orange", "H": "tab:purple", "F": "tab:gray",
+                 "T": "tab:green", "N": "tab:red", "R": "tab:brown", "P": "tab:pink", "E": "tab:olive"}
 
 
 def draw_patterns(ax: Axes, patterns: dict[str, str]) -> None:
@@ -114,3 +116,27 @@ def draw_val_losses(ax: Axes, histories: dict, unit: str = "nats / byte") -> Non
     ax.set_ylabel(f"val loss ({unit})")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
+
+
+def draw_per_layer(ax: Axes, series: dict[str, Sequence[float | None]], ylabel: str, log: bool = True):
+    """One line per model of a per-block quantity (None where a block has none), block 1 at the left."""
+    ax.clear()
+    for name, values in series.items():
+        points = [(i + 1, v) for i, v in enumerate(values) if v is not None]
+        ax.plot(*zip(*points), marker="o", label=name)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("block (input -> output)")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3, which="both")
+
+
+def draw_maps(axes: Sequence[Axes], maps: dict[str, object]) -> None:
+    """One (T, T) mixing map per axes (row: output position, column: the position it reads)."""
+    for ax, (name, weights) in zip(axes, maps.items()):
+        ax.clear()
+        ax.imshow(weights, cmap="viridis", vmin=0)
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])

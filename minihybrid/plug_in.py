@@ -8,6 +8,9 @@ Inside the ``with``, the model's modules call the functions you pass instead of 
     ssm_step(state, x, dt, A, B, C)            every cached one-token SSM step, "M" or "H" (ex01.ssm_step)
     ssd_chunked(x, dt, A, B, C, state, Q)      every SSM scan over several tokens (ex01.ssd_chunked)
     fuse_branches(a, s, wa, ws, fusion, eps)   every intra-layer hybrid's fusion, "H" (ex01.fuse_branches)
+    taylor_linear_attention(q, k, v)           every Taylor mixer over a whole sequence, "T" (ex02)
+    non_approx_scores(q, k)                    every non-approximate mixer's same-token scores, "N" (ex02)
+    non_approx_attention(s, v)                 every non-approximate mixer over a whole sequence, "N" (ex02)
 
 Cached attention decoding steps and windowed attention keep the library's path. The functions are plugged
 into these module instances only, and taken out again on exit, even when the block raises:
@@ -28,8 +31,10 @@ from torch import nn
 
 from minihybrid.layers.attention import Attention
 from minihybrid.layers.intra_hybrid import IntraHybrid
+from minihybrid.layers.non_approx import NonApproxAttention
 from minihybrid.layers.norm import RMSNorm
 from minihybrid.layers.ssm import Mamba2
+from minihybrid.layers.taylor import TaylorAttention
 
 
 def _checked(name: str, out, *likes: torch.Tensor, shape=None):
@@ -91,6 +96,27 @@ def _fuse(fuse_branches: Callable, module: IntraHybrid) -> Callable:
     return fuse
 
 
+def _plain(name: str, function: Callable, like_arg: int, shape) -> Callable:
+    """A method calling `function` on its arguments, checked like its argument `like_arg` (shape(args) if
+    given)."""
+    def method(self, *args):
+        return _checked(name, function(*args), args[like_arg], shape=shape(args) if shape else None)
+
+    return method
+
+
+def _taylor(function: Callable, module: TaylorAttention) -> Callable:
+    return _plain("taylor_linear_attention", function, 2, None)  # o has v's shape
+
+
+def _scores(function: Callable, module: NonApproxAttention) -> Callable:
+    return _plain("non_approx_scores", function, 0, lambda a: a[0].shape[:-1])
+
+
+def _average(function: Callable, module: NonApproxAttention) -> Callable:
+    return _plain("non_approx_attention", function, 1, None)
+
+
 # name -> (the module class it goes into, the attribute it replaces, the replacement's builder)
 PLUGS = {
     "rms_norm": (RMSNorm, "forward", _norm),
@@ -98,6 +124,9 @@ PLUGS = {
     "ssm_step": (Mamba2, "_step", _step),
     "ssd_chunked": (Mamba2, "_sequence", _sequence),
     "fuse_branches": (IntraHybrid, "_fuse", _fuse),
+    "taylor_linear_attention": (TaylorAttention, "_sequence", _taylor),
+    "non_approx_scores": (NonApproxAttention, "_score", _scores),
+    "non_approx_attention": (NonApproxAttention, "_average", _average),
 }
 _MISSING = object()
 

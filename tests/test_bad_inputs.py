@@ -19,6 +19,7 @@ from minihybrid.generate import generate
 from minihybrid.grading import progress
 from minihybrid.kernels.attention import attention
 from minihybrid.kernels.scan import ssd_scan
+from minihybrid.patterns import configuration_pattern, variant_letter
 from minihybrid.plug_in import plug_in
 from minihybrid.pretrained import load_gguf_model, load_smollm2, open_gguf
 from minihybrid.reproduce import Claim, load
@@ -123,6 +124,14 @@ def scan(batch=1, length=5, heads=2, groups=1, state_batch=None, **kwargs):
     return lambda: ssd_scan(x, dt, -torch.ones(heads), bc, bc, initial_state=state, **kwargs)
 
 
+def cached_in(pattern, batch, x):
+    """One mixer of `pattern` called on x with a cache built for `batch` sequences."""
+    def call():
+        mixer = HybridLM(ModelConfig(**{**SMALL, "pattern": pattern})).blocks[0].mixer
+        mixer(torch.randn(*x.shape, SMALL["d_model"]), cache=mixer.init_cache(batch, 8))
+    return call
+
+
 def ssm_rollback_past_snapshot():
     torch.manual_seed(0)
     m = HybridLM(ModelConfig(**{**SMALL, "pattern": "MA"}))
@@ -156,12 +165,30 @@ CASES = [
     ("ssm-chunk-size", built(pattern="H", mixer_options={"H": {"chunk_size": 0}}), ValueError,
      "chunk_size must be an int >= 1"),
     ("ssm-state-batch", lambda: ssm_mixer()(torch.randn(2, 3, 16), cache=ssm_mixer().init_cache(3, 8)),
-     ValueError, "the SSM state was built for batch 3, the input has batch 2"),
+     ValueError, "(SSM): the state was built for batch 3, the input has batch 2"),
     ("ssm-rollback-snapshot", ssm_rollback_past_snapshot, ValueError, "no snapshot at position 2"),
     ("scan-chunk-size", scan(chunk_size=0), ValueError, "chunk_size must be an int >= 1"),
     ("scan-state-batch", scan(batch=2, state_batch=3), ValueError, "initial_state must have shape"),
     ("scan-groups", scan(heads=3, groups=2), ValueError, "H=3 must be a multiple of the B/C groups G=2"),
     ("scan-backend", scan(backend="fast"), ValueError, "unknown backend 'fast'"),
+    # module 02's variants of attention and their configurations
+    ("variant-name", lambda: variant_letter("Linear"), ValueError, "unknown variant 'Linear'; choose one of"),
+    ("configuration-name", lambda: configuration_pattern("sideways", "N", 8), ValueError,
+     "unknown configuration 'sideways'; choose one of"),
+    ("configuration-outside", lambda: configuration_pattern([0, 9], "N", 8), ValueError,
+     "blocks [9] are outside the model's blocks 0..7"),
+    ("configuration-skip-all", lambda: configuration_pattern("skip", "N", 1), ValueError,
+     "would remove every layer"),
+    ("fixed-passage-short", built(pattern="P", mixer_options={"P": {"passage": "brief"}}), ValueError,
+     "passage has 5 tokens, shorter than the context (max_seq_len=32)"),
+    ("fixed-passage-vocab", built(pattern="P", mixer_options={"P": {"passage": [45] * 40}}), ValueError,
+     "passage must be token ids in 0..39"),
+    ("taylor-feature-dim", built(pattern="T", mixer_options={"T": {"feature_dim": 0}}), ValueError,
+     "feature_dim must be an int >= 1"),
+    ("non-approx-qk-norm", built(pattern="N", mixer_options={"N": {"qk_norm": "yes"}}), TypeError,
+     "qk_norm must be True or False"),
+    ("non-approx-state-batch", cached_in("N", batch=3, x=ids(2, 4)), ValueError,
+     "(non-approximate): the state was built for batch 3, the input has batch 2"),
     ("decode-cost-context", lambda: decode_timings({"m": model()}, 40), ValueError,
      "context + n_new = 72 exceeds its max_seq_len=32"),
     # training on examples

@@ -21,11 +21,14 @@ from minihybrid.kernels.attention.reference import attention_reference
 from minihybrid.kernels.scan import segsum, ssd_chunked, ssd_reference, ssd_step
 from minihybrid.layers.cache import KVCache
 from minihybrid.layers.intra_hybrid import fuse_branches
+from minihybrid.layers.non_approx import causal_softmax_average, same_token_scores
 from minihybrid.layers.norm import RMSNorm
 from minihybrid.layers.rope import Rotary, rope_tables
-from minihybrid.patterns import PLACEMENTS, expand_ratio
+from minihybrid.layers.taylor import taylor_features, taylor_linear, taylor_quadratic
+from minihybrid.patterns import CONFIGURATIONS, PLACEMENTS, configuration_pattern, expand_ratio
 from solutions import ex00_foundations as ex00
 from solutions import ex01_hybrid as ex01
+from solutions import ex02_deconstruct as ex02
 
 
 def solution_functions() -> dict[str, Callable]:
@@ -223,3 +226,65 @@ def _():
         for fusion in ("concat", "diff"):
             out = ex01.fuse_branches(*branches, fusion=fusion, eps=eps)
             torch.testing.assert_close(out, fuse_branches(*branches, fusion=fusion, eps=eps))
+
+
+@agreement("ex02.taylor_features")
+def _():
+    cases = [((1,), torch.float32), ((5, 3), torch.float64), ((2, 3, 4, 16), torch.float32)]
+    for seed, (shape, dtype) in enumerate(cases):
+        x = randn(*shape, seed=seed, dtype=dtype)
+        torch.testing.assert_close(ex02.taylor_features(x), taylor_features(x))
+
+
+@agreement("ex02.taylor_linear_attention")
+def _():
+    cases = [  # B, H, T, f, Dv, chunk_size of the library's linear form, dtype
+        (2, 3, 1, 3, 4, 64, torch.float32),
+        (1, 2, 37, 1, 5, 8, torch.float64),
+        (2, 2, 65, 16, 8, 64, torch.float64),
+        (1, 4, 100, 4, 16, 16, torch.float32),
+    ]
+    for seed, (B, H, T, f, Dv, chunk_size, dtype) in enumerate(cases):
+        q, k = randn(B, H, T, f, seed=seed, dtype=dtype), randn(B, H, T, f, seed=seed + 10, dtype=dtype)
+        v = randn(B, H, T, Dv, seed=seed + 20, dtype=dtype)
+        out = ex02.taylor_linear_attention(q, k, v)
+        for expected in (taylor_linear(q, k, v, chunk_size=chunk_size)[0], taylor_quadratic(q, k, v)):
+            torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
+
+
+@agreement("ex02.non_approx_scores")
+def _():
+    cases = [(2, 3, 1, 1, torch.float32), (1, 2, 7, 16, torch.float64), (3, 1, 65, 3, torch.float32)]
+    for seed, (B, H, T, D, dtype) in enumerate(cases):
+        q, k = randn(B, H, T, D, seed=seed, dtype=dtype), randn(B, H, T, D, seed=seed + 10, dtype=dtype)
+        torch.testing.assert_close(ex02.non_approx_scores(q, k), same_token_scores(q, k))
+
+
+@agreement("ex02.non_approx_attention")
+def _():
+    cases = [  # B, H, T, Dv, score scale, dtype
+        (2, 3, 1, 4, 1.0, torch.float32),
+        (1, 2, 7, 16, 3.0, torch.float64),
+        (2, 2, 65, 8, 1e3, torch.float64),
+        (1, 4, 33, 5, 1e3, torch.float32),
+    ]
+    for seed, (B, H, T, Dv, scale, dtype) in enumerate(cases):
+        s, v = scale * randn(B, H, T, seed=seed, dtype=dtype), randn(B, H, T, Dv, seed=seed + 10, dtype=dtype)
+        out = ex02.non_approx_attention(s, v)
+        assert torch.isfinite(out).all()
+        torch.testing.assert_close(out, causal_softmax_average(s, v)[0], atol=1e-5, rtol=1e-5)
+
+
+@agreement("ex02.build_configuration")
+def _():
+    requests = [(name, n) for name in (*CONFIGURATIONS, "skip", "every 3rd") for n in range(26)]
+    requests += [([], 3), ([0, 2], 4), ([5, 1, 5], 6), ((0,), 1), ([3], 3), ([-1], 2), (list(range(8)), 8)]
+    for configuration, n_layers in requests:
+        try:
+            expected = configuration_pattern(configuration, "N", n_layers, standard="S")
+        except ValueError:
+            with pytest.raises(ValueError):
+                ex02.build_configuration(configuration, "N", n_layers, standard="S")
+            continue
+        got = ex02.build_configuration(configuration, "N", n_layers, standard="S")
+        assert got == expected, f"{configuration!r} with n_layers={n_layers}"

@@ -7,9 +7,10 @@ from torch import nn
 from minihybrid import HybridLM, ModelConfig
 from minihybrid.layers.attention import Attention
 from minihybrid.layers.norm import RMSNorm
-from minihybrid.plug_in import plug_in
+from minihybrid.plug_in import PLUGS, plug_in
 from solutions import ex00_foundations as ex00
 from solutions import ex01_hybrid as ex01
+from solutions import ex02_deconstruct as ex02
 
 
 def tiny_model(pattern: str = "AA") -> HybridLM:
@@ -35,8 +36,9 @@ def counted(function, calls: list):
 
 def assert_library_path(model: HybridLM, expected_logits: torch.Tensor) -> None:
     """No instance of the model holds a plugged function, and the logits are the library's."""
+    plugged = {attribute for _, attribute, _ in PLUGS.values()}
     for module in model.modules():
-        assert not {"forward", "_attend", "_step", "_sequence", "_fuse"} & set(vars(module))
+        assert not plugged & set(vars(module))
     torch.testing.assert_close(model(IDS), expected_logits, atol=0, rtol=0)
 
 
@@ -160,3 +162,15 @@ def test_an_ssm_step_returning_one_tensor_is_named():
     with pytest.raises(TypeError, match="your ssm_step must return a tuple of 2 tensors"), \
             plug_in(model, ssm_step=lambda *args: ex01.ssm_step(*args)[0]):
         model(IDS[:, 4:5], cache=cache)
+
+
+@torch.no_grad()
+def test_the_ex02_solutions_run_taylor_and_non_approximate_blocks_unchanged():
+    model = tiny_model("TNA").double()
+    expected = model(IDS)
+    names = ("taylor_linear_attention", "non_approx_scores", "non_approx_attention")
+    calls = []
+    with plug_in(model, **{name: counted(getattr(ex02, name), calls) for name in names}) as plugged:
+        torch.testing.assert_close(model(IDS), expected)
+    assert plugged == dict.fromkeys(names, 1) and sorted(calls) == sorted(names)
+    assert_library_path(model, expected)

@@ -18,7 +18,7 @@ from torch import nn
 from minihybrid.checks import check_int
 from minihybrid.kernels.attention import BACKENDS
 from minihybrid.kernels.attention import attention as attention_kernel
-from minihybrid.kernels.attention.reference import position_mask
+from minihybrid.kernels.attention.reference import attention_mask, position_mask
 from minihybrid.kernels.dispatch import DIFFERENTIABLE
 from minihybrid.layers import register
 from minihybrid.layers.cache import KVCache
@@ -48,16 +48,44 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, start_pos: int = 0) -> torch.Tensor:
         """x: (B, T, d_model) for tokens at positions start_pos.. -> (B, T, d_model)."""
-        b, t, _ = x.shape
-        q = self.q_proj(x).view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        return self.attend(self.qk_input(x, None, start_pos), x, cache, start_pos)
+
+    def qk_input(self, x: torch.Tensor, side, start_pos: int) -> torch.Tensor:
+        """What queries and keys are projected from: the input itself (module 02's variants borrow them)."""
+        return x
+
+    def _heads(self, qk_in: torch.Tensor, v_in: torch.Tensor, start_pos: int):
+        """q (B, Hq, T, D), k and v (B, Hkv, T, D), rotated; qk_in may have batch 1 (shared by the batch)."""
+        b, t, _ = v_in.shape
+
+        def heads(proj, x, n):
+            return proj(x).view(x.shape[0], t, n, self.head_dim).transpose(1, 2).expand(b, -1, -1, -1)
+
+        q, k = heads(self.q_proj, qk_in, self.n_heads), heads(self.k_proj, qk_in, self.n_kv_heads)
         q, k = self.rotary(q, k, start_pos)
+        return q, k, heads(self.v_proj, v_in, self.n_kv_heads)
+
+    def attend(self, qk_in: torch.Tensor, v_in: torch.Tensor, cache: KVCache | None, start_pos: int):
+        """Queries and keys projected from qk_in (B or 1, T, d_model), values from v_in (B, T, d_model)."""
+        b, t, _ = v_in.shape
+        q, k, v = self._heads(qk_in, v_in, start_pos)
         key_pos = None
         if cache is not None:
             k, v, key_pos = cache.update(k, v, start_pos)
         y = self._attend(q, k, v, key_pos, start_pos)
         return self.o_proj(y.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim))
+
+    def logits(self, x: torch.Tensor, side=None) -> torch.Tensor:
+        """The pre-softmax scores (B, Hq, T, T) of x (B, T, d_model) at positions 0.., -inf where masked."""
+        q, k, _ = self._heads(self.qk_input(x, side, 0), x, 0)
+        k = k.repeat_interleave(self.n_heads // self.n_kv_heads, dim=1)
+        t = x.shape[1]
+        mask = attention_mask(t, t, causal=True, window=self.window, device=x.device)
+        return (q @ k.transpose(-1, -2) / self.head_dim ** 0.5).masked_fill(~mask, float("-inf"))
+
+    def mixing_weights(self, x: torch.Tensor, side=None) -> torch.Tensor:
+        """(B, Hq, T, T): how much each position's output takes from each earlier position's value."""
+        return self.logits(x, side).softmax(-1)
 
     def _attend(self, q, k, v, key_pos, start_pos):
         if key_pos is not None:  # windowed ring buffer: keys in slot order, mask by absolute position

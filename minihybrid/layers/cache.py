@@ -8,6 +8,7 @@ tokens fills, and `rollback(pos)` forgets everything at positions >= pos (specul
     KVCache        attention keys/values, (B, Hkv, capacity, D) each; a ring buffer when windowed
     RecurrentState a fixed-size state (the SSM mixer, linear-attention mixers)
     CompositeCache named parts, for a mixer built from other mixers (the intra-layer hybrid)
+    NoCache        nothing to keep (a mixer that does not mix tokens)
 """
 
 from __future__ import annotations
@@ -118,6 +119,16 @@ class RecurrentState:
     def nbytes(self) -> int:
         return sum(t.nbytes for t in self.tensors.values())
 
+    def check_next(self, owner: str, batch: int, start_pos: int) -> None:
+        """Raise ValueError unless a call with `batch` sequences at start_pos continues this state."""
+        built = next(iter(self.tensors.values())).shape[0]
+        if built != batch:
+            raise ValueError(f"{owner}: the state was built for batch {built}, the input has batch {batch}")
+        if start_pos != self.length:
+            raise ValueError(f"{owner}: the state holds {self.length} tokens, so the next token is at "
+                             f"position {self.length}, got start_pos={start_pos} (a recurrent layer cannot "
+                             "be skipped for some tokens)")
+
     def snapshot(self) -> None:
         self._snapshots[self.length] = {k: t.clone() for k, t in self.tensors.items()}
 
@@ -164,3 +175,15 @@ class CompositeCache:
         self.check_rollback(pos)
         for part in self.parts.values():
             part.rollback(pos)
+
+
+class NoCache:
+    """The cache of a mixer that looks at each token alone: holds nothing, rolls back anywhere."""
+
+    nbytes = 0
+
+    def check_rollback(self, pos: int) -> None:
+        pass
+
+    def rollback(self, pos: int) -> None:
+        pass

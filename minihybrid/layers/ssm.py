@@ -82,7 +82,7 @@ class Mamba2(nn.Module):
         With a cache, the tokens continue the sequence the state holds (start_pos must equal its length).
         """
         if cache is not None:
-            self._check_cache(cache, u.shape[0], start_pos)
+            cache.check_next(f"layer {self.layer_idx} (SSM)", u.shape[0], start_pos)
         z, xbc, dt = self.in_proj(u).split([self.d_inner, self.conv_dim, self.n_heads], dim=-1)
         xbc = F.silu(self._conv(xbc, cache))
         bc_width = self.n_groups * self.d_state
@@ -95,15 +95,6 @@ class Mamba2(nn.Module):
         y = y + self.D[:, None] * x
         gated = y.flatten(-2) * F.silu(z)
         return self.out_proj(self.norm(gated))
-
-    def _check_cache(self, cache: RecurrentState, batch: int, start_pos: int) -> None:
-        if cache.tensors["ssm"].shape[0] != batch:
-            raise ValueError(f"layer {self.layer_idx}: the SSM state was built for batch "
-                             f"{cache.tensors['ssm'].shape[0]}, the input has batch {batch}")
-        if start_pos != cache.length:
-            raise ValueError(f"layer {self.layer_idx}: the SSM state holds {cache.length} tokens, so the "
-                             f"next token is at position {cache.length}, got start_pos={start_pos} (a "
-                             "recurrent layer cannot be skipped for some tokens)")
 
     def _conv(self, xbc: torch.Tensor, cache: RecurrentState | None) -> torch.Tensor:
         """Causal depthwise conv over (B, T, conv_dim); the left context is the cached last K - 1 inputs
