@@ -27,10 +27,10 @@ def ratio(measured: dict, name: str) -> float:
 def describe(setup, main: dict, measured: dict) -> str:
     cfg, model = setup.train, setup.model
     first = main["standard"][0][0]
-    rows = [[name, f"`{seeds[0][0].config.pattern_string}`",
-             fmt_mean_std([s["ppl"] for s in measured[name]]).replace(".000", ""),
-             f"{ratio(measured, name):.2f}", f"{mean(measured, name, 'induction'):.2f}",
-             f"{mean(measured, name, 'mqar'):.2f}"] for name, seeds in main.items()]
+    rows = [[name, f"`{seeds[0][0].config.pattern_string}`", fmt_mean_std([s["ppl"] for s in measured[name]]),
+             f"{ratio(measured, name):.2f}", *(fmt_mean_std([s[key] for s in measured[name]])
+                                               for key in ("induction", "mqar"))]
+            for name, seeds in main.items()]
     ablations = [[name, f"{mean(measured, name, 'ppl'):.2f}", f"{ratio(measured, name):.2f}",
                   f"{mean(measured, name, 'induction'):.2f}", f"{mean(measured, name, 'mqar'):.2f}"]
                  for name in measured if name not in main]
