@@ -61,6 +61,7 @@ class ModelConfig:
     mixer_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # letter -> options
     attn_backend: str = "torch"  # a kernels.attention backend: "torch" (SDPA, autograd), "numba", ...
     init_std: float = 0.02
+    embed_init_std: float | None = None  # None: init_std. Larger lets a tiny budget leave the unigram plateau
     layers: list[LayerSpec] = field(init=False)
 
     @classmethod
@@ -85,6 +86,11 @@ class ModelConfig:
             raise ValueError(f"pattern has {len(self.layers)} layers but n_layers={self.n_layers}")
         self.n_layers = len(self.layers)
         _check_options(self)
+
+    @property
+    def embedding_std(self) -> float:
+        """The token embeddings' initial standard deviation."""
+        return self.init_std if self.embed_init_std is None else self.embed_init_std
 
     @property
     def pattern_string(self) -> str:
@@ -115,6 +121,8 @@ def _check_sizes(config: ModelConfig) -> None:
         check_int(f"ModelConfig.{name}", getattr(config, name), optional=True)
     for name in ("rope_base", "norm_eps", "init_std"):
         check_number(f"ModelConfig.{name}", getattr(config, name), inclusive=False)
+    if config.embed_init_std is not None:
+        check_number("ModelConfig.embed_init_std", config.embed_init_std, inclusive=False)
 
 
 def _check_options(config: ModelConfig) -> None:

@@ -84,6 +84,8 @@ class HybridLM(nn.Module):
         if config.tie_embeddings:
             self.head.weight = self.embed.weight
         self.apply(self._init_weights)
+        if config.embed_init_std is not None:  # after apply: a tied head's init would overwrite it
+            nn.init.normal_(self.embed.weight, std=config.embed_init_std)
         self.reference_cache: dict = {}  # reference sequences' states at inference (minihybrid.side_inputs)
 
     def _init_weights(self, module: nn.Module) -> None:

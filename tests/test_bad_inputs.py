@@ -205,6 +205,7 @@ CASES = [
     ("config-gqa", config(n_heads=4, n_kv_heads=3, d_model=32), ValueError, "multiple of n_kv_heads=3"),
     ("config-odd-head-dim", config(head_dim=7), ValueError, "head_dim=7 must be even"),
     ("config-zero-eps", config(norm_eps=0), ValueError, "ModelConfig.norm_eps must be a number > 0"),
+    ("config-embed-std", config(embed_init_std=-0.3), ValueError, "ModelConfig.embed_init_std must be a"),
     ("config-letter", config(pattern="AXA"), ValueError, "unknown mixer letter 'X'"),
     ("config-ratio-fit", config(pattern="1:5", n_layers=8), ValueError, "multiple of 6"),
     ("config-empty-pattern", config(pattern=""), ValueError, "at least one layer"),

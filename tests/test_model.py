@@ -209,6 +209,17 @@ def test_refused_rollback_leaves_every_layer_as_it_was():
                                    atol=2e-5, rtol=1e-4)
 
 
+def test_embedding_init_std_survives_the_tied_head():
+    torch.manual_seed(0)
+    default = HybridLM(tiny("AA"))
+    torch.manual_seed(0)
+    wider = HybridLM(tiny("AA", embed_init_std=0.3))
+    assert wider.head.weight is wider.embed.weight
+    assert abs(wider.embed.weight.std().item() - 0.3) < 0.01
+    assert abs(default.embed.weight.std().item() - 0.02) < 0.002  # init_std when not set
+    assert wider.config.embedding_std == 0.3 and default.config.embedding_std == 0.02
+
+
 def test_cache_bytes_per_layer():
     model = HybridLM(tiny("AS", head_dim=8, max_seq_len=1000))  # S: the default 64-token window
     per_token = 2 * 2 * 8 * 4  # K and V, 2 kv heads, head dim 8, float32

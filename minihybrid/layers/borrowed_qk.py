@@ -13,7 +13,7 @@ attention's (`Attention.attend`):
 The reference sequences (random embeddings, the passage) reach each block through the model's side inputs
 (`minihybrid.side_inputs`): one run of all blocks per model, with the same weights.
 Choices where the paper is ambiguous: in the reference run the R and P blocks are plain attention over the
-reference itself; the random embeddings are N(0, init_std^2), the token embeddings' initial scale, fixed by
+reference itself; the random embeddings are N(0, std^2) at the token embeddings' initial std, fixed by
 `seed`; StaticEmbQK RMS-normalises the embeddings before projecting, as every other projection in the
 model reads a normalised input. The decode cache keeps K and V as attention's does; for R and P the keys
 are the same for every sequence and could be shared across sequences, halving it.
@@ -57,7 +57,7 @@ class RndEmbQK(ReferenceQK):
 
     def __init__(self, config, layer_idx: int, seed: int = 0):
         super().__init__(config, layer_idx)
-        self.seed, self.std, self.max_len = seed, config.init_std, config.max_seq_len
+        self.seed, self.std, self.max_len = seed, config.embedding_std, config.max_seq_len
         self.reference_key = ("random embeddings", seed)
 
     def reference_embeddings(self, embed: torch.nn.Embedding, length: int) -> torch.Tensor:
