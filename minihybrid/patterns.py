@@ -19,6 +19,7 @@ studied variant fills the rest, e.g. configuration_pattern("hybrid", "N", 8) == 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 
 from minihybrid.checks import check_int
 
@@ -92,21 +93,21 @@ def variant_letter(name: str) -> str:
     return VARIANTS[name]
 
 
-# name -> (placement of the blocks that keep standard attention, their count for n_layers, mirrored);
-# mirrored counts from the last block, as the paper does for "every k-th" (its last layer keeps attention)
-CONFIGURATIONS: dict[str, tuple[str, Callable[[int], int], bool]] = {
-    "uniform": ("front", lambda n: 0, False),  # the variant everywhere
-    "standard": ("front", lambda n: n, False),  # standard attention everywhere
-    "hybrid": ("every", lambda n: n // 2, True),  # the variant in odd layers (1-indexed), attention in even
-    "top": ("front", lambda n: n // 2, False),  # the variant in the top half
-    "middle": ("sandwich", lambda n: n // 2, False),  # the variant in the middle half
-    "bottom": ("back", lambda n: n // 2, False),  # the variant in the bottom half
-    "every 4th": ("every", lambda n: n // 4, True),  # attention in every 4th layer, the last included
-    "first": ("front", lambda n: 1, False),  # attention in the first layer only
-    "last": ("back", lambda n: 1, False),  # attention in the last layer only
-    "both ends": ("sandwich", lambda n: 2, False),  # attention in the first and the last layer
+# name -> (placement of the blocks that keep standard attention, how many: a Fraction of n_layers (which must
+# then hold it exactly) or a fixed int, mirrored); mirrored counts from the last block, as the paper does for
+# "every k-th" (its last layer keeps attention)
+CONFIGURATIONS: dict[str, tuple[str, Fraction | int, bool]] = {
+    "uniform": ("front", Fraction(0), False),  # the variant everywhere
+    "standard": ("front", Fraction(1), False),  # standard attention everywhere
+    "hybrid": ("every", Fraction(1, 2), True),  # the variant in odd layers (1-indexed), attention in even
+    "top": ("front", Fraction(1, 2), False),  # the variant in the top half
+    "middle": ("sandwich", Fraction(1, 2), False),  # the variant in the middle half
+    "bottom": ("back", Fraction(1, 2), False),  # the variant in the bottom half
+    "every 4th": ("every", Fraction(1, 4), True),  # attention in every 4th layer, the last included
+    "first": ("front", 1, False),  # attention in the first layer only
+    "last": ("back", 1, False),  # attention in the last layer only
+    "both ends": ("sandwich", 2, False),  # attention in the first and the last layer
 }
-DIVISORS = {"hybrid": 2, "top": 2, "middle": 2, "bottom": 2, "every 4th": 4, "skip": 2}  # n_layers a multiple
 
 
 def standard_positions(configuration: str | Sequence[int], n_layers: int) -> list[int]:
@@ -125,11 +126,13 @@ def standard_positions(configuration: str | Sequence[int], n_layers: int) -> lis
                          f"{', '.join([*CONFIGURATIONS, 'skip'])} or a list of block indices")
     if configuration == "skip" and n_layers < 2:
         raise ValueError("configuration 'skip' would remove every layer of a 1-layer model")
-    if n_layers % DIVISORS.get(configuration, 1):
-        raise ValueError(f"configuration {configuration!r} needs n_layers to be a multiple of "
-                         f"{DIVISORS[configuration]}, got {n_layers}")
     placement, count, mirrored = CONFIGURATIONS[name]
-    positions = placement_positions(placement, n_layers, count(n_layers))
+    if isinstance(count, Fraction):
+        if n_layers % count.denominator:
+            raise ValueError(f"configuration {configuration!r} needs n_layers to be a multiple of "
+                             f"{count.denominator}, got {n_layers}")
+        count = int(n_layers * count)
+    positions = placement_positions(placement, n_layers, count)
     return sorted(n_layers - 1 - i for i in positions) if mirrored else positions
 
 
