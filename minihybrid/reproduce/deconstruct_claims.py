@@ -39,7 +39,8 @@ def describe(setup, main: dict, measured: dict) -> str:
     return "\n\n".join([
         (f"Models of {first.config.n_layers} blocks of width {model.d_model} ({model.n_heads} heads, byte "
          f"vocabulary), each trained on the same {tokens:,} tokens ({cfg.steps} steps of {cfg.batch_size} "
-         f"sequences of {cfg.seq_len}, AdamW lr {cfg.lr}): Shakespeare windows with induction (a random "
+         f"sequences of {cfg.seq_len}, AdamW lr {cfg.lr}, token embeddings initialised with std "
+         f"{model.embedding_std}): Shakespeare windows with induction (a random "
          f"segment then its copy) and MQAR ({setup.mqar_pairs} key-value pairs) sequences mixed in, "
          f"{setup.task_examples} of each beside {setup.text_examples} windows. Perplexity over "
          f"{setup.val_windows} held-out Shakespeare windows; accuracies over {setup.test_examples} held-out "
