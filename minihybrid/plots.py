@@ -140,3 +140,38 @@ def draw_maps(axes: Sequence[Axes], maps: dict[str, object]) -> None:
         ax.set_title(name, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
+
+
+def draw_passkey_grid(ax: Axes, rows: Sequence[dict], modes: Sequence[str]) -> None:
+    """Passkey accuracy as a heat map: one row per (mode, depth), one column per length; rows are dicts with
+    "mode", "depth", "length" and "accuracy" (0..1)."""
+    ax.clear()
+    lengths = sorted({r["length"] for r in rows})
+    depths = sorted({r["depth"] for r in rows})
+    cell = {(r["mode"], r["depth"], r["length"]): r["accuracy"] for r in rows}
+    labels = [(mode, depth) for mode in modes for depth in depths]
+    grid = [[cell.get((mode, depth, n), float("nan")) for n in lengths] for mode, depth in labels]
+    ax.imshow(grid, cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
+    for i, line in enumerate(grid):
+        for j, value in enumerate(line):
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(lengths)), [str(n) for n in lengths])
+    ax.set_yticks(range(len(labels)), [f"{mode}, depth {depth:g}" for mode, depth in labels], fontsize=7)
+    ax.set_xlabel("context (tokens)")
+    ax.set_title("passkey found (share)", fontsize=9)
+
+
+def draw_block_selection(axes: Sequence[Axes], blocks, block_size: int, n_keys: int) -> None:
+    """Which key blocks each query attends to, one panel per kv head (its group of query heads shares the
+    choice): blocks (Hkv, Tq, S) block indices with -1 for none, queries at the end of n_keys keys."""
+    import torch
+
+    n_blocks = -(-n_keys // block_size)
+    for h, ax in enumerate(axes):
+        ax.clear()
+        chosen = torch.zeros(blocks.shape[1], n_blocks + 1)
+        chosen.scatter_(1, blocks[h].long().where(blocks[h] >= 0, n_blocks), 1.0)
+        ax.imshow(chosen[:, :n_blocks], cmap="Greys", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+        ax.set_title(f"kv head {h}", fontsize=9)
+        ax.set_xlabel(f"key block ({block_size} tokens)")
+        ax.set_ylabel("query position" if h == 0 else "")

@@ -11,6 +11,9 @@ Inside the ``with``, the model's modules call the functions you pass instead of 
     taylor_linear_attention(q, k, v)           every Taylor mixer over a whole sequence, "T" (ex02)
     non_approx_scores(q, k)                    every non-approximate mixer's same-token scores, "N" (ex02)
     non_approx_attention(s, v)                 every non-approximate mixer over a whole sequence, "N" (ex02)
+    block_scores(q, kc, q_pos, **sizes)        every switchable mixer's block scores when sparse, "B" (ex03)
+    select_blocks(scores, q_pos, **sizes)      every switchable mixer's block choice when sparse, "B" (ex03)
+    block_sparse_attention(q, k, v, blocks, block_size)   every switchable mixer's sparse attention (ex03)
 
 Cached attention decoding steps and windowed attention keep the library's path. The functions are plugged
 into these module instances only, and taken out again on exit, even when the block raises:
@@ -34,6 +37,7 @@ from minihybrid.layers.intra_hybrid import IntraHybrid
 from minihybrid.layers.non_approx import NonApproxAttention
 from minihybrid.layers.norm import RMSNorm
 from minihybrid.layers.ssm import Mamba2
+from minihybrid.layers.switchable import SwitchableAttention
 from minihybrid.layers.taylor import TaylorAttention
 
 
@@ -117,6 +121,33 @@ def _average(function: Callable, module: NonApproxAttention) -> Callable:
     return _plain("non_approx_attention", function, 1, None)
 
 
+def _block_scores(function: Callable, module: SwitchableAttention) -> Callable:
+    def score(self, q, kc, q_pos, **sizes):
+        shape = (q.shape[0], kc.shape[1], q.shape[2], sizes["n_blocks"])
+        return _checked("block_scores", function(q, kc, q_pos, **sizes), q.float(), shape=shape)
+
+    return score
+
+
+def _select_blocks(function: Callable, module: SwitchableAttention) -> Callable:
+    def choose(self, scores, q_pos, **sizes):
+        blocks = function(scores, q_pos, **sizes)
+        tensor = isinstance(blocks, torch.Tensor) and blocks.dtype in (torch.int32, torch.int64)
+        if not (tensor and blocks.dim() == 4 and blocks.shape[:3] == scores.shape[:3]):
+            raise ValueError(f"your select_blocks must return an int32/int64 (B, Hkv, Tq, S) tensor with "
+                             f"(B, Hkv, Tq) = {tuple(scores.shape[:3])}")
+        return blocks.to(torch.int32)
+
+    return choose
+
+
+def _block_sparse(function: Callable, module: SwitchableAttention) -> Callable:
+    def attend_blocks(self, q, k, v, blocks):
+        return _checked("block_sparse_attention", function(q, k, v, blocks, self.sizes["block_size"]), q)
+
+    return attend_blocks
+
+
 # name -> (the module class it goes into, the attribute it replaces, the replacement's builder)
 PLUGS = {
     "rms_norm": (RMSNorm, "forward", _norm),
@@ -127,6 +158,9 @@ PLUGS = {
     "taylor_linear_attention": (TaylorAttention, "_sequence", _taylor),
     "non_approx_scores": (NonApproxAttention, "_score", _scores),
     "non_approx_attention": (NonApproxAttention, "_average", _average),
+    "block_scores": (SwitchableAttention, "_score", _block_scores),
+    "select_blocks": (SwitchableAttention, "_choose", _select_blocks),
+    "block_sparse_attention": (SwitchableAttention, "_attend_blocks", _block_sparse),
 }
 _MISSING = object()
 

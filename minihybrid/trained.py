@@ -28,8 +28,10 @@ from minihybrid.model import HybridLM
 from minihybrid.train import TrainConfig, TrainHistory, train
 
 
-def cache_key(model_config: ModelConfig, train_config: TrainConfig, streams: dict[str, torch.Tensor]) -> str:
-    """16 hex digits of a hash over the model config, the training config, the streams and the version."""
+def cache_key(model_config: ModelConfig, train_config: TrainConfig, streams: dict[str, torch.Tensor],
+              start_from: HybridLM | None = None) -> str:
+    """16 hex digits of a hash over the model config, the training config, the streams, the version and the
+    starting weights (when a run continues from a trained model)."""
     model = {k: v for k, v in dataclasses.asdict(model_config).items() if k != "pattern"}  # layers resolve it
     run = {k: v for k, v in dataclasses.asdict(train_config).items() if k not in ("checkpoint", "progress")}
     blob = json.dumps({"model": model, "train": run, "version": minihybrid.__version__}, sort_keys=True,
@@ -39,14 +41,17 @@ def cache_key(model_config: ModelConfig, train_config: TrainConfig, streams: dic
         digest.update(name.encode())
         for tensor in streams[name] if isinstance(streams[name], tuple) else (streams[name],):
             digest.update(tensor.contiguous().numpy().tobytes())
+    for name, tensor in sorted((start_from.state_dict() if start_from is not None else {}).items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
 
 
 def checkpoint_path(model_config: ModelConfig, train_config: TrainConfig, streams: dict[str, torch.Tensor],
-                    data: str) -> Path:
+                    data: str, start_from: HybridLM | None = None) -> Path:
     if not isinstance(data, str) or not data.replace("-", "").replace("_", "").isalnum():
         raise ValueError(f"data must name the training data with letters, digits, '-' or '_', got {data!r}")
-    key = cache_key(model_config, train_config, streams)
+    key = cache_key(model_config, train_config, streams, start_from)
     return cache_dir() / "checkpoints" / f"{data}-{key}.safetensors"
 
 
@@ -55,20 +60,24 @@ def retrain_requested() -> bool:
 
 
 def trained_model(model_config: ModelConfig, train_config: TrainConfig, streams: dict[str, torch.Tensor],
-                  data: str, retrain: bool | None = None, on_eval=None) -> tuple[HybridLM, TrainHistory]:
+                  data: str, retrain: bool | None = None, on_eval=None,
+                  start_from: HybridLM | None = None) -> tuple[HybridLM, TrainHistory]:
     """A HybridLM(model_config) trained by `train` on streams["train"] (val: streams["validation"]).
 
     Loaded from the cache when this exact run finished before (then on_eval is not called); otherwise
-    trained (resuming a partial checkpoint) and cached. The model is initialised from train_config.seed.
+    trained (resuming a partial checkpoint) and cached. The model is initialised from train_config.seed, or
+    continues from the weights of `start_from` (a finetune; its config may differ in mixer options only).
     """
     if not {"train", "validation"} <= set(streams):
         raise ValueError(f"streams must have 'train' and 'validation' token streams, got {sorted(streams)}")
-    path = checkpoint_path(model_config, train_config, streams, data)
+    path = checkpoint_path(model_config, train_config, streams, data, start_from)
     retrain = retrain_requested() if retrain is None else retrain
     if retrain and path.exists():
         path.unlink()
     torch.manual_seed(train_config.seed)
     model = HybridLM(model_config)
+    if start_from is not None:
+        model.load_state_dict(start_from.state_dict())
     cfg = dataclasses.replace(train_config, checkpoint=str(path))
     history = train(model, streams["train"], streams["validation"], cfg, on_eval=on_eval, resume=True)
     return model.eval(), history

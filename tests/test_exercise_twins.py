@@ -18,6 +18,14 @@ import torch
 
 from minihybrid.grading import SOLUTIONS, exercise_functions, exercise_modules
 from minihybrid.kernels.attention.reference import attention_reference
+from minihybrid.kernels.block_sparse.reference import block_sparse_reference
+from minihybrid.kernels.block_sparse.select import (
+    block_scores,
+    compress_keys,
+    select_blocks,
+    sparse_blocks,
+    visible_windows,
+)
 from minihybrid.kernels.scan import segsum, ssd_chunked, ssd_reference, ssd_step
 from minihybrid.layers.cache import KVCache
 from minihybrid.layers.intra_hybrid import fuse_branches
@@ -29,6 +37,7 @@ from minihybrid.patterns import CONFIGURATIONS, PLACEMENTS, configuration_patter
 from solutions import ex00_foundations as ex00
 from solutions import ex01_hybrid as ex01
 from solutions import ex02_deconstruct as ex02
+from solutions import ex03_sparse as ex03
 
 
 def solution_functions() -> dict[str, Callable]:
@@ -288,3 +297,82 @@ def _():
             continue
         got = ex02.build_configuration(configuration, "N", n_layers, standard="S")
         assert got == expected, f"{configuration!r} with n_layers={n_layers}"
+
+
+@agreement("ex03.compress_keys")
+def _():
+    cases = [  # B, Hkv, Tk, D, kernel_size, stride, dtype
+        (2, 3, 1, 5, 8, 4, torch.float32),
+        (1, 2, 31, 8, 8, 4, torch.float32),
+        (2, 2, 100, 16, 32, 16, torch.float32),
+        (1, 1, 33, 3, 32, 16, torch.float64),
+        (1, 2, 64, 4, 4, 4, torch.float32),
+    ]
+    for seed, (B, Hkv, T, D, kernel_size, stride, dtype) in enumerate(cases):
+        k = randn(B, Hkv, T, D, seed=seed, dtype=dtype)
+        expected = compress_keys(k, kernel_size, stride)  # sums in float32, whatever k's dtype
+        torch.testing.assert_close(ex03.compress_keys(k, kernel_size, stride), expected, atol=1e-6, rtol=1e-6)
+
+
+@agreement("ex03.visible_windows")
+def _():
+    positions = [torch.arange(100), torch.tensor([64, 0, 31, 47, 48, 7, 257]), torch.tensor([5])]
+    for q_pos in positions:
+        for kernel_size, stride, windows in ((32, 16, 15), (8, 4, 30), (4, 4, 0), (16, 16, 3)):
+            expected = visible_windows(q_pos, windows, kernel_size, stride)
+            assert torch.equal(ex03.visible_windows(q_pos, windows, kernel_size, stride), expected)
+
+
+@agreement("ex03.block_scores")
+def _():
+    cases = [  # B, Hq, Hkv, Tk, Tq, D, kernel_size, stride, block_size
+        (2, 2, 2, 33, 33, 8, 8, 4, 16),
+        (1, 6, 2, 100, 40, 16, 32, 16, 64),
+        (1, 4, 1, 31, 31, 4, 4, 4, 8),
+        (2, 3, 1, 257, 9, 8, 32, 16, 64),
+        (1, 2, 1, 5, 5, 8, 8, 4, 16),  # no full window
+    ]
+    for seed, (B, Hq, Hkv, Tk, Tq, D, kernel_size, stride, block_size) in enumerate(cases):
+        q, k = randn(B, Hq, Tq, D, seed=seed), randn(B, Hkv, Tk, D, seed=seed + 10)
+        kc, q_pos = compress_keys(k, kernel_size, stride), torch.arange(Tk - Tq, Tk)
+        sizes = {"kernel_size": kernel_size, "stride": stride, "block_size": block_size}
+        for n_blocks in (-(-Tk // block_size), (Tk - Tq) // block_size + 1):  # all blocks, the first row's
+            got = ex03.block_scores(q, kc, q_pos, **sizes, n_blocks=n_blocks)
+            torch.testing.assert_close(got, block_scores(q, kc, q_pos, **sizes, n_blocks=n_blocks))
+
+
+@agreement("ex03.select_blocks")
+def _():
+    cases = [  # B, Hkv, n_blocks, q_pos, block_size, init_blocks, window, topk
+        (1, 2, 10, torch.arange(40), 4, 1, 8, 2),
+        (2, 1, 13, torch.tensor([51, 3, 49, 20, 48, 0, 33, 12]), 4, 2, 4, 3),
+        (1, 1, 5, torch.tensor([79, 15, 16, 47, 66]), 16, 0, 32, 0),
+        (1, 2, 3, torch.tensor([0, 5, 9, 11]), 4, 1, 8, 4),
+        (2, 2, 33, torch.arange(0, 2100, 7), 64, 1, 256, 4),
+    ]
+    for seed, (B, Hkv, n_blocks, q_pos, block_size, init_blocks, window, topk) in enumerate(cases):
+        generator = torch.Generator().manual_seed(seed)
+        rows = [torch.randperm(n_blocks, generator=generator) for _ in range(B * Hkv * len(q_pos))]
+        scores = (torch.stack(rows).float() / n_blocks).reshape(B, Hkv, len(q_pos), n_blocks)  # no ties
+        sizes = {"block_size": block_size, "init_blocks": init_blocks, "window": window, "topk": topk}
+        assert torch.equal(ex03.select_blocks(scores, q_pos, **sizes), select_blocks(scores, q_pos, **sizes))
+
+
+@agreement("ex03.block_sparse_attention")
+def _():
+    cases = [  # B, Hq, Hkv, Tq, Tk, D, dtype
+        (1, 2, 2, 1, 1, 4, torch.float32),
+        (2, 6, 2, 31, 31, 8, torch.float64),
+        (1, 4, 1, 5, 100, 16, torch.float32),
+        (1, 3, 3, 33, 257, 5, torch.float64),
+    ]
+    sizes = {"kernel_size": 8, "stride": 4, "block_size": 16, "init_blocks": 1, "window": 16, "topk": 2}
+    for seed, (B, Hq, Hkv, Tq, Tk, D, dtype) in enumerate(cases):
+        q = randn(B, Hq, Tq, D, seed=seed, dtype=dtype)
+        k, v = (randn(B, Hkv, Tk, D, seed=seed + s, dtype=dtype) for s in (10, 20))
+        selected = sparse_blocks(q, k, **sizes)
+        n_blocks = -(-Tk // 16)
+        random = torch.randint(-1, n_blocks, (B, Hkv, Tq, 3), generator=torch.Generator().manual_seed(seed))
+        for blocks in (selected, random):
+            expected = block_sparse_reference(q, k, v, blocks, 16)
+            torch.testing.assert_close(ex03.block_sparse_attention(q, k, v, blocks, block_size=16), expected)

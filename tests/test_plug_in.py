@@ -11,6 +11,7 @@ from minihybrid.plug_in import PLUGS, plug_in
 from solutions import ex00_foundations as ex00
 from solutions import ex01_hybrid as ex01
 from solutions import ex02_deconstruct as ex02
+from solutions import ex03_sparse as ex03
 
 
 def tiny_model(pattern: str = "AA") -> HybridLM:
@@ -174,3 +175,30 @@ def test_the_ex02_solutions_run_taylor_and_non_approximate_blocks_unchanged():
         torch.testing.assert_close(model(IDS), expected)
     assert plugged == dict.fromkeys(names, 1) and sorted(calls) == sorted(names)
     assert_library_path(model, expected)
+
+
+@torch.no_grad()
+def test_the_ex03_solutions_run_sparse_switchable_blocks_unchanged():
+    sizes = {"kernel_size": 4, "stride": 2, "block_size": 4, "init_blocks": 1, "window": 4, "topk": 1,
+             "mode": "sparse"}
+    torch.manual_seed(0)
+    model = HybridLM(ModelConfig(vocab_size=61, d_model=48, n_heads=6, n_kv_heads=2, pattern="BB",
+                                 mixer_options={"B": sizes})).eval().double()
+    ids = torch.randint(0, 61, (2, 41), generator=torch.Generator().manual_seed(2))
+    expected = model(ids)
+    names = ("block_scores", "select_blocks", "block_sparse_attention")
+    calls = []
+
+    def counting(name):
+        def call(*args, **kwargs):
+            calls.append(name)
+            return getattr(ex03, name)(*args, **kwargs)
+        return call
+
+    with plug_in(model, **{name: counting(name) for name in names}) as plugged:
+        torch.testing.assert_close(model(ids), expected)
+    assert plugged == dict.fromkeys(names, 2) and set(calls) == set(names)
+    torch.testing.assert_close(model(ids), expected, atol=0, rtol=0)
+    with pytest.raises(ValueError, match="your select_blocks must return"), \
+            plug_in(model, select_blocks=lambda scores, q_pos, **sizes: scores):
+        model(ids)

@@ -36,6 +36,7 @@ def build_mixer(config, layer_idx: int):
     return MIXERS[config.layers[layer_idx].mixer](config, layer_idx, **config.options_for(layer_idx))
 
 
-# register the letters: A S (attention), M (SSM), H (intra-layer hybrid), F T N R P E (module 02's variants)
+# register the letters: A S (attention), M (SSM), H (intra-layer hybrid), F T N R P E (module 02),
+# B (module 03)
 from minihybrid.layers import attention, borrowed_qk, intra_hybrid, non_approx, ssm  # noqa: F401, I001
-from minihybrid.layers import taylor, token_mlp  # noqa: F401
+from minihybrid.layers import switchable, taylor, token_mlp  # noqa: F401
