@@ -19,9 +19,8 @@ import argparse
 import torch
 
 from minihybrid.kernels.block_sparse import block_sparse_attention, block_sparse_reference
-from minihybrid.kernels.block_sparse.select import sparse_blocks
+from minihybrid.kernels.block_sparse.select import blocks_per_query, sparse_blocks
 from minihybrid.kernels.block_sparse.speed import (
-    attended_blocks,
     bound,
     layer_inputs,
     selection_sizes,
@@ -51,7 +50,7 @@ def describe_presets() -> None:
     for name, p in PRESETS.items():
         print(f"preset {name!r}: kernel {p['kernel_size']}, stride {p['stride']}, block {p['block_size']}, "
               f"init {p['init_blocks']}, window {p['window']}, top-k {p['topk']} extra, "
-              f"dense_len {p['dense_len']} -> |I| = {attended_blocks(10**9, p)} blocks")
+              f"dense_len {p['dense_len']} -> |I| = {blocks_per_query(**p)} blocks")
 
 
 def table(title: str, lengths, timings_of, speedups: dict) -> None:

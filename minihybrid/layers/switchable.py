@@ -26,6 +26,7 @@ from minihybrid.kernels.block_sparse import BACKENDS as SPARSE_BACKENDS
 from minihybrid.kernels.block_sparse import block_sparse_attention
 from minihybrid.kernels.block_sparse.select import (
     block_scores,
+    blocks_per_query,
     check_sizes,
     compress_keys,
     n_compressed,
@@ -107,17 +108,12 @@ class SwitchableAttention(Attention):
         check_sizes(**merged)
         self.mode, self.sizes, self.dense_len = mode, merged, dense_len
 
-    @property
-    def max_blocks(self) -> int:
-        """Blocks one query may take: init, local (own + window // block_size) and top-k."""
-        s = self.sizes
-        return s["init_blocks"] + s["window"] // s["block_size"] + 1 + s["topk"]
-
     def is_sparse(self, n_keys: int) -> bool:
         """Whether a call over n_keys keys (cache + new) runs sparse; False when sparse would equal dense."""
         if self.mode == "dense" or (self.mode == "auto" and n_keys < self.dense_len):
             return False
-        return -(-n_keys // self.sizes["block_size"]) > self.max_blocks
+        n_blocks = -(-n_keys // self.sizes["block_size"])
+        return n_blocks > blocks_per_query(**self.sizes)
 
     def attend(self, qk_in, v_in, cache, start_pos):
         b, t, _ = v_in.shape

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from minihybrid.config import LayerSpec
 from minihybrid.data import IGNORE, corpus_text, load_shakespeare, passkey
+from minihybrid.kernels.block_sparse.select import blocks_per_query
 from minihybrid.layers.switchable import set_mode
 
 BUDGETS = ("paper-scaled", "small")
@@ -35,8 +36,7 @@ def budget_sizes(n: int, budget: str, block_size: int = 64) -> dict[str, int]:
 
 def attended_share(n: int, sizes: dict) -> float:
     """The share of n tokens a query at the end attends to under these sizes."""
-    blocks = sizes["init_blocks"] + sizes["window"] // sizes["block_size"] + 1 + sizes["topk"]
-    return min(1.0, blocks * sizes["block_size"] / n)
+    return min(1.0, blocks_per_query(**sizes) * sizes["block_size"] / n)
 
 
 def load_model(max_len: int):

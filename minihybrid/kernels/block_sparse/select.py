@@ -55,6 +55,14 @@ def check_sizes(kernel_size: int, stride: int, block_size: int, init_blocks: int
         raise ValueError(f"window={window} must be a whole number (>= 1) of blocks of {block_size} tokens")
 
 
+def blocks_per_query(n_blocks: int | None = None, *, block_size: int, init_blocks: int, window: int,
+                     topk: int, **_) -> int:
+    """S: the blocks a query may take (init, its own and window // block_size before it, topk more), at most
+    the n_blocks there are (when given). Other sizes (kernel_size, stride) are ignored: presets fit whole."""
+    budget = init_blocks + window // block_size + 1 + topk
+    return budget if n_blocks is None else min(n_blocks, budget)
+
+
 def n_compressed(n_keys: int, kernel_size: int, stride: int) -> int:
     """How many full windows n_keys keys hold."""
     return 0 if n_keys < kernel_size else (n_keys - kernel_size) // stride + 1
@@ -132,7 +140,8 @@ def select_blocks(scores: torch.Tensor, q_pos: torch.Tensor, *, block_size: int,
     # every call picks the same ones. A non-negative float's bits order like its value.
     key = ranked.view(torch.int32).long() * _TIE_SPAN + (_TIE_SPAN - 1 - block)
     key = key.masked_fill(block > own, -1)  # future blocks: never chosen
-    width = min(n_blocks, init_blocks + window // block_size + 1 + topk)
+    width = blocks_per_query(n_blocks, block_size=block_size, init_blocks=init_blocks, window=window,
+                             topk=topk)
     values, index = key.topk(width, dim=-1)
     index = index.masked_fill(values < 0, n_blocks).sort(-1).values  # missing ones sort last
     return index.masked_fill(index == n_blocks, -1).to(torch.int32)
@@ -154,7 +163,8 @@ def sparse_blocks(q: torch.Tensor, k: torch.Tensor, *, kernel_size: int, stride:
         raise ValueError(f"backend must be 'auto', 'torch' or 'numba', got {backend!r}")
     tq, tk = q.shape[2], k.shape[2]
     kc = compress_keys(k, kernel_size, stride) if kc is None else kc
-    width = min(-(-tk // block_size), init_blocks + window // block_size + 1 + topk)
+    width = blocks_per_query(-(-tk // block_size), block_size=block_size, init_blocks=init_blocks,
+                             window=window, topk=topk)
     library_steps = score is block_scores and choose is select_blocks
     fits = (q.device.type == "cpu" and q.dtype in (torch.float32, torch.float64) and library_steps
             and not (torch.is_grad_enabled() and q.requires_grad))

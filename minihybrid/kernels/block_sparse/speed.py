@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from minihybrid.kernels.block_sparse import block_sparse_attention
-from minihybrid.kernels.block_sparse.select import compress_keys, sparse_blocks
+from minihybrid.kernels.block_sparse.select import blocks_per_query, compress_keys, sparse_blocks
 from minihybrid.timing import Timing, compare
 
 HEADS, KV_HEADS, HEAD_DIM = 9, 3, 64  # SmolLM2-135M's attention
@@ -29,8 +29,7 @@ def selection_sizes(preset: dict) -> dict:
 
 def attended_blocks(n: int, preset: dict) -> int:
     """|I|: the blocks (init, local, top-k) a query late in n tokens attends to, at most all there are."""
-    s = preset
-    return min(-(-n // s["block_size"]), s["init_blocks"] + s["window"] // s["block_size"] + 1 + s["topk"])
+    return blocks_per_query(-(-n // preset["block_size"]), **preset)
 
 
 def bound(n: int, preset: dict) -> float:
