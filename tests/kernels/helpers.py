@@ -30,6 +30,12 @@ def randn(*shapes: tuple[int, ...], dtype=torch.float32, seed: int = 0, device="
     return [torch.randn(shape, generator=g, dtype=dtype).to(device) for shape in shapes]
 
 
+def qkv(b: int, hq: int, hkv: int, tq: int, tk: int, d: int, dtype=torch.float32, seed: int = 0,
+        device="cpu") -> list[torch.Tensor]:
+    """Attention inputs: q (b, hq, tq, d), k and v (b, hkv, tk, d), standard normal from one seed."""
+    return randn((b, hq, tq, d), (b, hkv, tk, d), (b, hkv, tk, d), dtype=dtype, seed=seed, device=device)
+
+
 def nan_like(t: torch.Tensor) -> torch.Tensor:
     return torch.full_like(t, float("nan"))
 

@@ -5,6 +5,7 @@ import contextlib
 
 import pytest
 import torch
+from kernels import helpers
 from kernels.helpers import ODD_LENGTHS, TOL, assert_close, check_backend, dtype_id, nan_like, randn
 
 from minihybrid.kernels.attention import attention, attention_mask, attention_reference, cpu
@@ -12,8 +13,7 @@ from minihybrid.kernels.attention.cpu import attention_cpu
 
 
 def qkv(b, hq, hkv, tq, tk, d, dtype=torch.float32, seed=0, requires_grad=False):
-    q, k, v = randn((b, hq, tq, d), (b, hkv, tk, d), (b, hkv, tk, d), dtype=dtype, seed=seed)
-    return [t.requires_grad_(requires_grad) for t in (q, k, v)]
+    return [t.requires_grad_(requires_grad) for t in helpers.qkv(b, hq, hkv, tq, tk, d, dtype, seed)]
 
 
 def check(backend, q, k, v, **kw):

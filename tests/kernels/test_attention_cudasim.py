@@ -5,7 +5,8 @@ Run in its own process:  NUMBA_ENABLE_CUDASIM=1 python -m pytest -m cudasim test
 """
 
 import pytest
-from kernels.helpers import assert_close, check_backend, nan_like, randn
+from kernels import helpers
+from kernels.helpers import assert_close, check_backend, nan_like
 
 from minihybrid.kernels import numba_cuda
 
@@ -21,7 +22,7 @@ DEVICE = numba_cuda.tensor_device()
 
 
 def qkv(b, hq, hkv, tq, tk, d, seed=0):
-    return randn((b, hq, tq, d), (b, hkv, tk, d), (b, hkv, tk, d), seed=seed, device=DEVICE)
+    return helpers.qkv(b, hq, hkv, tq, tk, d, seed=seed, device=DEVICE)
 
 
 def check(q, k, v, **kw):

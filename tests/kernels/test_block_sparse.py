@@ -4,7 +4,7 @@ reference itself against dense causal attention when every block is listed; and 
 
 import pytest
 import torch
-from kernels.helpers import ODD_LENGTHS, assert_close, check_backend, dtype_id, nan_like, randn
+from kernels.helpers import ODD_LENGTHS, assert_close, check_backend, dtype_id, nan_like, qkv
 
 from minihybrid.kernels.attention import attention_reference
 from minihybrid.kernels.block_sparse import block_mask, block_sparse_attention, block_sparse_reference
@@ -12,10 +12,6 @@ from minihybrid.kernels.block_sparse.cpu import block_sparse_cpu
 from minihybrid.kernels.block_sparse.select import sparse_blocks
 
 SMALL = {"kernel_size": 8, "stride": 4, "block_size": 16, "init_blocks": 1, "window": 16, "topk": 2}
-
-
-def qkv(b, hq, hkv, tq, tk, d, dtype=torch.float32, seed=0):
-    return randn((b, hq, tq, d), (b, hkv, tk, d), (b, hkv, tk, d), dtype=dtype, seed=seed)
 
 
 def random_blocks(b, hkv, tq, tk, block_size, s, seed=0):

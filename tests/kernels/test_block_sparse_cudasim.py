@@ -7,7 +7,8 @@ Run in its own process:  NUMBA_ENABLE_CUDASIM=1 python -m pytest -m cudasim test
 
 import pytest
 import torch
-from kernels.helpers import assert_close, check_backend, nan_like, randn
+from kernels import helpers
+from kernels.helpers import assert_close, check_backend, nan_like
 
 from minihybrid.kernels import numba_cuda
 
@@ -25,7 +26,7 @@ DEVICE = numba_cuda.tensor_device()
 
 
 def qkv(b, hq, hkv, tq, tk, d, seed=0):
-    return randn((b, hq, tq, d), (b, hkv, tk, d), (b, hkv, tk, d), seed=seed, device=DEVICE)
+    return helpers.qkv(b, hq, hkv, tq, tk, d, seed=seed, device=DEVICE)
 
 
 def n_blocks(tk, block_size):
