@@ -58,6 +58,71 @@ def draw_speed(ax: Axes, sizes: Sequence[int], series: dict[str, Sequence[float]
     ax.grid(alpha=0.3, which="both")
 
 
+def draw_retention(ax: Axes, sizes: Sequence[int], series: dict[str, Sequence[float]],
+                   references: dict[str, float] | None = None, xlabel: str = "context (tokens)") -> None:
+    """Quality kept (a ratio, 1 = nothing lost; e.g. dense / sparse perplexity) per candidate against a size
+    (log axis), drawn in percent, with reference levels (e.g. a paper's figures) as dashed lines."""
+    if any(len(values) != len(sizes) for values in series.values()):
+        raise ValueError("every series needs one value per size")
+    ax.clear()
+    for name, values in series.items():
+        ax.plot(sizes, [100 * v for v in values], marker="o", label=name)
+    for name, level in (references or {}).items():
+        ax.axhline(100 * level, linestyle="--", color="gray", linewidth=1)
+        ax.annotate(name, (sizes[0], 100 * level), fontsize=7, color="gray", va="bottom")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(sizes), [f"{n:,}" for n in sizes])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("quality kept (%)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+
+
+def draw_lines(ax: Axes, series: dict[str, dict], xlabel: str, ylabel: str) -> None:
+    """One line per name through its {x: y} points, linear axes."""
+    ax.clear()
+    for name, points in series.items():
+        ax.plot(list(points), list(points.values()), marker="o", label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+
+
+def draw_tradeoff(ax: Axes, points: dict[str, tuple[float, float]], xlabel: str, ylabel: str) -> None:
+    """A labelled point per name at (x, y), e.g. (memory, perplexity): lower left is better on both."""
+    ax.clear()
+    for name, (x, y) in points.items():
+        ax.plot(x, y, marker="o", linestyle="", color="tab:blue")
+        ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+
+
+def draw_groups(ax: Axes, row: Sequence[float], scales: Sequence[float], mins: Sequence[float],
+                group_size: int, bits: int) -> None:
+    """One weight row (K values) as dots, with each group's representable range [m, m + s (2**bits - 1)]
+    shaded: a wide group (one large weight) spends its 2**bits codes on a coarse grid."""
+    ax.clear()
+    ax.plot(range(len(row)), row, ".", markersize=3, color="tab:blue")
+    for g, (s, m) in enumerate(zip(scales, mins)):
+        ax.fill_between([g * group_size, (g + 1) * group_size - 1], m, m + s * (2**bits - 1),
+                        color="tab:orange", alpha=0.25, linewidth=0)
+    ax.set_xlabel("input k")
+    ax.set_ylabel("weight")
+    ax.grid(alpha=0.3)
+
+
+def draw_mask(ax: Axes, mask, title: str) -> None:
+    """A keep-mask (N, K) as black (kept) and white (pruned) squares."""
+    ax.clear()
+    ax.imshow(mask, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("input")
+    ax.set_ylabel("output")
+
+
 MIXER_COLOURS = {"A": "tab:blue", "S": "tab:cyan", "M": "tab:orange", "H": "tab:purple", "F": "tab:gray",
                  "T": "tab:green", "N": "tab:red", "R": "tab:brown", "P": "tab:pink", "E": "tab:olive"}
 

@@ -22,7 +22,7 @@ from minihybrid.kernels.block_sparse.speed import bound, time_prefill
 from minihybrid.layers.switchable import PRESETS
 from minihybrid.model import HybridLM
 from minihybrid.reproduce import Section
-from minihybrid.reproduce.sparse_claims import claims, data_rows, describe
+from minihybrid.reproduce.sparse_claims import claims, data_rows, describe, retention
 from minihybrid.reproduce.sparse_smollm2 import BUDGETS, load_model, passkeys, perplexities
 from minihybrid.reproduce.sparse_tiny import TinySettings, short_to_long
 from minihybrid.runtime import pick
@@ -64,13 +64,13 @@ def settings(seed: int = 0) -> Settings:
             model=ModelConfig(vocab_size=256, d_model=pick(64, 128), n_heads=4, n_kv_heads=2,
                               pattern="B" * pick(2, 4), max_seq_len=long, embed_init_std=0.3),
             sparse=tiny_sizes, short=short, long=long,
-            pretrain=TrainConfig(steps=pick(8, 400), batch_size=16, seq_len=short, lr=3e-3,
+            pretrain=TrainConfig(steps=pick(8, 1500), batch_size=16, seq_len=short, lr=3e-3,
                                  warmup_steps=pick(2, 40), eval_every=pick(8, 100), eval_batches=pick(1, 4),
                                  seed=seed),
             finetune=TrainConfig(steps=pick(4, 60), batch_size=4, seq_len=long, lr=1e-3,
                                  warmup_steps=pick(1, 6), eval_every=pick(4, 30), eval_batches=pick(1, 4),
                                  seed=seed),
-            text_examples=pick(32, 2000), passkey_examples=pick(16, 1000), test_examples=pick(8, 64),
+            text_examples=pick(32, 2000), passkey_examples=pick(16, 2000), test_examples=pick(8, 64),
             val_windows=pick(4, 32)),
     )
 
@@ -106,22 +106,24 @@ def draw_figures(fig_dir: Path, setup: Settings, results: dict, histories: dict)
     """The section's figures: [(png path, caption)]."""
     figures = []
     fig, axes = plots.figure(10, 3.5, ncols=2)
-    by_mode = {mode: [sum(r["ppl"] for r in results["ppl"] if r["mode"] == mode and r["length"] == n)
-                      / setup.ppl_windows for n in setup.lengths] for mode in ("dense", *BUDGETS)}
-    plots.draw_speed(axes[0], setup.lengths, by_mode, xlabel="context (tokens)", ylabel="val perplexity")
+    kept = {budget: [retention(results, n, budget) for n in setup.lengths] for budget in BUDGETS}
+    plots.draw_retention(axes[0], setup.lengths, kept,
+                         {"paper, RULER: 98.1%": 0.981, "paper, long reasoning: 99.7%": 0.997})
+    axes[0].set_ylabel("dense ppl / sparse ppl (%)")
     speed = results["speed"]
     plots.draw_speed(axes[1], [r["length"] for r in speed],
                      {"measured": [r["speedup"] for r in speed],
                       "bound (n/2) / (|I|B + n/stride)": [r["bound"] for r in speed]},
                      xlabel="context (tokens)", ylabel="prefill speed-up over SDPA")
-    caption = ("Left: SmolLM2-135M's held-out perplexity, dense and sparse. Right: one attention layer's "
-               "prefill speed-up (small preset) beside its bound")
+    caption = ("Left: the share of SmolLM2-135M's dense quality kept by each sparse budget (dense / sparse "
+               "perplexity) beside the paper's figures. Right: one attention layer's prefill speed-up (small "
+               "preset) beside its bound")
     figures.append((plots.save(fig, fig_dir / "sparse_quality_speed.png"), caption))
 
     fig, axes = plots.figure(10, 3.5, ncols=2)
     plots.draw_passkey_grid(axes[0], results["passkey"], ("dense", *BUDGETS))
     plots.draw_val_losses(axes[1], histories)
     caption = ("Left: SmolLM2 passkey retrieval by length and depth, per mode. Right: the tiny model's val "
-               "loss while pretraining (short, dense) and finetuning (long, sparse)")
+               "loss pretraining (short, dense), then finetuning (long) sparse and, as the control, dense")
     figures.append((plots.save(fig, fig_dir / "sparse_passkey_tiny.png"), caption))
     return figures

@@ -1,7 +1,7 @@
 """The sparse reproduction's write-up: its tables, its data rows and its claims table with verdicts.
 
 `results` holds the rows of sparse.run: "ppl" (length, window, mode, nll, ppl, seconds), "passkey" (length,
-depth, mode, accuracy), "tiny" (stage, mode, length, loss, ppl, passkey), "speed" (length, dense_ms,
+depth, mode, accuracy), "tiny" (model, mode, length, loss, ppl, passkey), "speed" (length, dense_ms,
 sparse_ms, speedup, bound) and "params" (SmolLM2's parameter count with every block switchable, "B", and
 with plain attention, "A").
 """
@@ -13,6 +13,7 @@ import statistics
 
 from minihybrid.reproduce import Claim, markdown_table
 from minihybrid.reproduce.sparse_smollm2 import BUDGETS, attended_share, budget_sizes
+from minihybrid.reproduce.sparse_tiny import MODELS
 
 
 def mean_of(rows, key: str, **match) -> float:
@@ -40,9 +41,6 @@ def describe(setup, results: dict) -> str:
     key_rows = [[f"{n:,}", *(f"{mean_of(results['passkey'], 'accuracy', length=n, mode=m):.2f}"
                              for m in ("dense", *BUDGETS))] for n in setup.passkey_lengths]
     tiny = setup.tiny
-    size = {"short": tiny.short, "long": tiny.long}
-    tiny_rows = [[r["stage"], r["mode"], f"{r['length']} ({size[r['length']]})", f"{r['loss']:.3f}",
-                  f"{r['passkey']:.2f}"] for r in results["tiny"]]
     speed_rows = [[f"{r['length']:,}", f"{r['dense_ms']:.1f}", f"{r['sparse_ms']:.1f}",
                    f"{r['speedup']:.2f}", f"{r['bound']:.2f}"] for r in results["speed"]]
     return "\n\n".join([
@@ -59,13 +57,22 @@ def describe(setup, results: dict) -> str:
         markdown_table(["tokens", *(f"{m}" for m in ("dense", *BUDGETS))], key_rows),
         (f"**Short-to-long, tiny byte model** ({tiny.model.n_layers} blocks of width {tiny.model.d_model}, "
          f"every block `B`): pretrained dense at {tiny.short} bytes for {tiny.pretrain.steps} steps, then "
-         f"finetuned sparse at {tiny.long} bytes for {tiny.finetune.steps} steps (the same tokens per step); "
+         f"finetuned at {tiny.long} bytes for {tiny.finetune.steps} steps (the same tokens per step), "
+         "sparse, and dense as the control that trains exactly as long; "
          f"sparse sizes {tiny.sparse}. Val loss in nats/byte; passkey over {tiny.test_examples} keys."),
-        markdown_table(["model", "mode", "length", "val loss", "passkey"], tiny_rows),
+        tiny_table(results["tiny"], tiny),
         ("**One SmolLM2 attention layer** (9 query / 3 kv heads, D 64, float32), prefill: PyTorch SDPA vs "
          "the small preset's selection + Numba kernel (`benchmarks/bench_block_sparse.py`: more lengths)."),
         markdown_table(["tokens", "dense ms", "sparse ms", "speed-up", "bound"], speed_rows),
     ])
+
+
+def tiny_table(rows: list[dict], tiny) -> str:
+    """The short-to-long rows (sparse_tiny.short_to_long) as a markdown table."""
+    size = {"short": tiny.short, "long": tiny.long}
+    return markdown_table(["model", "mode", "length", "val loss", "passkey"],
+                          [[MODELS[r["model"]], r["mode"], f"{r['length']} ({size[r['length']]})",
+                            f"{r['loss']:.3f}", f"{r['passkey']:.2f}"] for r in rows])
 
 
 def data_rows(results: dict) -> list[dict]:
@@ -100,26 +107,33 @@ def claims(setup, results: dict) -> list[Claim]:
         f"SDPA (bound {longest['bound']:.2f}x)",
         "holds" if longest["speedup"] >= 1.57 else "partly" if longest["speedup"] > 1 else "does not hold",
         "CPU, 2 cores, Numba kernel vs PyTorch's fused SDPA; the bound counts keys read per query."))
-    tiny = {(r["stage"].split(" ")[0], r["mode"], r["length"]): r for r in results["tiny"]}
-    before, after = tiny["pretrained", "dense", "short"]["loss"], tiny["finetuned", "dense", "short"]["loss"]
+    tiny = {(r["model"], r["mode"], r["length"]): r for r in results["tiny"]}
+    short = {m: tiny[m, "dense", "short"]["loss"] for m in MODELS}
+    kept = short["sparse-finetuned"] / short["dense-finetuned"]
     rows.append(Claim(
         "Switched back to dense after sparse long-context training, short-task quality is kept "
         "(66.76 vs 67.41)",
-        f"tiny model's short-context val loss: pretrained {before:.3f}, after the sparse finetune "
-        f"{after:.3f} nats/byte ({after / before - 1:+.1%})",
-        "holds" if after <= before * 1.02 else "partly" if after <= before * 1.05 else "does not hold",
-        "'holds' within 2% of the pretrained loss, 'partly' within 5%; the same weights run both modes."))
-    long_before = tiny["pretrained", "sparse", "long"]
-    long_after = tiny["finetuned", "sparse", "long"]
-    better = long_after["loss"] < long_before["loss"]
+        f"tiny model's short-context val loss: pretrained {short['pretrained']:.3f}, after the sparse "
+        f"finetune {short['sparse-finetuned']:.3f}, after the same finetune in dense mode (control) "
+        f"{short['dense-finetuned']:.3f} nats/byte (sparse / control {kept - 1:+.1%})",
+        "holds" if kept <= 1.02 else "partly" if kept <= 1.05 else "does not hold",
+        "Against the control, which trained exactly as long: 'holds' within 2% of its loss, 'partly' within "
+        "5%; the same weights run both modes."))
+    before, after = tiny["pretrained", "sparse", "long"], tiny["sparse-finetuned", "sparse", "long"]
+    control = tiny["dense-finetuned", "dense", "long"]
+    lower = after["loss"] < before["loss"]
+    no_keys = before["passkey"] == after["passkey"] == 0
     rows.append(Claim(
         "A brief sparse finetune adapts a short-context model to long contexts (short-to-long)",
-        f"tiny model at {setup.tiny.long} bytes, sparse: val loss {long_before['loss']:.3f} -> "
-        f"{long_after['loss']:.3f}, passkey {long_before['passkey']:.2f} -> {long_after['passkey']:.2f} "
-        f"(dense without training: loss {tiny['pretrained', 'dense', 'long']['loss']:.3f})",
-        "holds" if better and long_after["passkey"] >= long_before["passkey"] else
-        "partly" if better else "does not hold",
-        "Loss must fall and passkey accuracy must not, for 'holds'."))
+        f"tiny model at {setup.tiny.long} bytes, sparse: val loss {before['loss']:.3f} -> "
+        f"{after['loss']:.3f}, "
+        f"passkey {before['passkey']:.2f} -> {after['passkey']:.2f} (dense finetune: loss "
+        f"{control['loss']:.3f}, passkey {control['passkey']:.2f})",
+        "partly" if lower and no_keys else "holds" if lower and after["passkey"] >= before["passkey"] else
+        "partly" if lower else "does not hold",
+        "Loss must fall and passkey accuracy must not, for 'holds'; "
+        + ("no key is found before or after, so retrieval is not tested: 'partly'." if no_keys else
+           "retrieval is measured on held-out keys at random depths.")))
     rows.append(Claim(
         "Zero extra parameters: dense and sparse share W_Q, W_K, W_V",
         f"SmolLM2 with every block switchable: {results['params']['B']:,} parameters; with plain attention: "
