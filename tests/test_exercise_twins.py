@@ -16,6 +16,9 @@ from collections.abc import Callable
 import pytest
 import torch
 
+from minihybrid.compress.gptq import gptq_quantize
+from minihybrid.compress.prune import two_four_mask, wanda_scores
+from minihybrid.compress.quantize import QuantScheme, fit_groups, quantize_weight
 from minihybrid.grading import SOLUTIONS, exercise_functions, exercise_modules
 from minihybrid.kernels.attention.reference import attention_reference
 from minihybrid.kernels.block_sparse.reference import block_sparse_reference
@@ -26,6 +29,7 @@ from minihybrid.kernels.block_sparse.select import (
     sparse_blocks,
     visible_windows,
 )
+from minihybrid.kernels.quant_matmul.reference import dequantize, pack_codes, unpack_codes
 from minihybrid.kernels.scan import segsum, ssd_chunked, ssd_reference, ssd_step
 from minihybrid.layers.cache import KVCache
 from minihybrid.layers.intra_hybrid import fuse_branches
@@ -38,6 +42,7 @@ from solutions import ex00_foundations as ex00
 from solutions import ex01_hybrid as ex01
 from solutions import ex02_deconstruct as ex02
 from solutions import ex03_sparse as ex03
+from solutions import ex05_compress as ex05
 
 
 def solution_functions() -> dict[str, Callable]:
@@ -376,3 +381,61 @@ def _():
         for blocks in (selected, random):
             expected = block_sparse_reference(q, k, v, blocks, 16)
             torch.testing.assert_close(ex03.block_sparse_attention(q, k, v, blocks, block_size=16), expected)
+
+
+@agreement("ex05.quantize_groups")
+def _():
+    for seed, (bits, group_size, symmetric) in enumerate([(4, 32, True), (4, 64, False), (8, None, True)]):
+        w = randn(7, 192, seed=seed) * torch.linspace(0.1, 3, 192)
+        codes, scales, mins = ex05.quantize_groups(w, bits, group_size or 192, symmetric)
+        q = quantize_weight(w, QuantScheme(bits, group_size, symmetric))  # None: per-channel, one group of K
+        assert torch.equal(codes, unpack_codes(q.packed, bits))
+        torch.testing.assert_close((scales, mins), (q.scales, q.mins))
+
+
+@agreement("ex05.pack_int4")
+def _():
+    codes = torch.randint(0, 16, (5, 34), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(ex05.pack_int4(codes), pack_codes(codes, 4))
+
+
+@agreement("ex05.dequantize_groups")
+def _():
+    g = torch.Generator().manual_seed(0)
+    for bits, group_size in ((4, 32), (8, 64), (4, 128)):
+        codes = torch.randint(0, 2**bits, (3, 128), generator=g)
+        groups = 128 // group_size
+        scales, mins = torch.rand(3, groups, generator=g), torch.randn(3, groups, generator=g)
+        packed = pack_codes(codes, bits)
+        torch.testing.assert_close(ex05.dequantize_groups(packed, scales, mins, bits, group_size),
+                                   dequantize(packed, scales, mins, bits, group_size))
+
+
+@agreement("ex05.wanda_scores")
+def _():
+    w, x = randn(6, 40, seed=1), randn(50, 40, seed=2) * torch.linspace(0, 3, 40)
+    hessian = 2 * x.T @ x / 50
+    torch.testing.assert_close(ex05.wanda_scores(w, x) * (2 / 50) ** 0.5, wanda_scores(w, hessian))
+
+
+@agreement("ex05.two_four_mask")
+def _():
+    scores = torch.stack([torch.randperm(48, generator=torch.Generator().manual_seed(i)) for i in range(5)])
+    assert torch.equal(ex05.two_four_mask(scores.float()), two_four_mask(scores.float()))
+    ties = torch.tensor([[1.0, 1.0, 1.0, 1.0, 2.0, 0.0, 2.0, 2.0]])
+    assert torch.equal(ex05.two_four_mask(ties), two_four_mask(ties))
+
+
+@agreement("ex05.gptq_block")
+def _():
+    for bits in (4, 8):
+        w = randn(9, 48, seed=bits)
+        x = randn(200, 48, seed=10 + bits) @ (torch.eye(48) + 0.5 * randn(48, 48, seed=3))
+        hessian = 2 * x.T @ x / 200
+        scheme = QuantScheme(bits, None)
+        q = gptq_quantize(w, hessian, scheme, block_columns=48)
+        damped = hessian + 0.01 * hessian.diagonal().mean() * torch.eye(48)
+        u = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(damped)), upper=True)
+        scales, mins = fit_groups(w, scheme)
+        codes, _ = ex05.gptq_block(w, u, scales[:, 0], mins[:, 0], bits)
+        assert (codes != unpack_codes(q.packed, bits)).sum() <= 1  # a rounding edge may flip one code

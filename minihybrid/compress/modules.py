@@ -1,0 +1,137 @@
+"""Quantized layers that swap into any HybridLM, and the model's true weight memory.
+
+QuantLinear replaces an nn.Linear: it keeps a QuantizedWeight (packed codes, scales, mins) as buffers and
+multiplies through ``kernels/quant_matmul`` without ever materialising the float weight. QuantEmbedding
+replaces a tied embedding: it looks rows up in the LM head's quantized weight, so the tied table is stored
+once, in low bits (it is 21% of SmolLM2's weights).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch
+from torch import nn
+
+from minihybrid.compress.quantize import QuantizedWeight, QuantScheme, quantize_weight
+from minihybrid.kernels.dispatch import needs_grad
+from minihybrid.kernels.quant_matmul import check_weight, quant_matmul
+from minihybrid.kernels.quant_matmul.cpu import quant_matmul_cpu
+from minihybrid.kernels.quant_matmul.reference import unpack_codes
+
+
+class QuantLinear(nn.Module):
+    """y = x W^T for x (..., K) -> (..., N), with W (N, K) stored quantized (no bias)."""
+
+    def __init__(self, weight: QuantizedWeight):
+        super().__init__()
+        self.scheme = weight.scheme
+        self.out_features, self.in_features = weight.shape
+        self.group_size = weight.group_size
+        check_weight(weight.packed, weight.scales, weight.mins, self.scheme.bits, self.group_size)
+        if weight.packed.device.type != "cpu" or not all(
+                t.is_contiguous() for t in (weight.packed, weight.scales, weight.mins)):
+            raise ValueError("a QuantLinear is built from contiguous CPU tensors (move the module after)")
+        self.register_buffer("packed", weight.packed)
+        self.register_buffer("scales", weight.scales)
+        self.register_buffer("mins", weight.mins)
+
+    @classmethod
+    def empty(cls, out_features: int, in_features: int, scheme: QuantScheme) -> QuantLinear:
+        """A QuantLinear of this shape and scheme with zero codes, to load a saved state into."""
+        groups = in_features // scheme.group_of(in_features)
+        packed = torch.zeros(out_features, in_features * scheme.bits // 8, dtype=torch.uint8)
+        zeros = torch.zeros(out_features, groups)
+        return cls(QuantizedWeight(packed, zeros, zeros.clone(), scheme))
+
+    @property
+    def weight(self) -> QuantizedWeight:
+        return QuantizedWeight(self.packed, self.scales, self.mins, self.scheme)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (..., K) -> (..., N). A contiguous float32 CPU x without autograd goes straight to the Numba
+        kernel (decoding makes ~200 of these calls per token, so the op's checks are paid once, here at
+        construction); anything else goes through ``quant_matmul`` and its "auto" backend."""
+        if (x.dtype == torch.float32 and x.device.type == "cpu" and x.is_contiguous() and x.dim() > 0
+                and x.shape[-1] == self.in_features and not needs_grad(x) and x.numel()):
+            out = x.new_empty(*x.shape[:-1], self.out_features)
+            return quant_matmul_cpu(x, self.packed, self.scales, self.mins, out, self.scheme.bits,
+                                    self.group_size)
+        return quant_matmul(x, self.packed, self.scales, self.mins, bits=self.scheme.bits,
+                            group_size=self.group_size)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, {self.scheme.name}"
+
+
+class QuantEmbedding(nn.Module):
+    """Token ids (...) -> rows (..., d) of a QuantLinear's weight (the tied LM head), dequantized on lookup.
+
+    The head is held as a plain attribute, not a submodule, so its buffers appear once in the state dict."""
+
+    def __init__(self, head: QuantLinear):
+        super().__init__()
+        self.__dict__["head"] = head
+        self.num_embeddings, self.embedding_dim = head.out_features, head.in_features
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        head = self.head
+        codes = unpack_codes(head.packed[idx], head.scheme.bits).float()
+        groups = codes.unflatten(-1, (-1, head.group_size))
+        rows = groups * head.scales[idx][..., None] + head.mins[idx][..., None]
+        return rows.flatten(-2)
+
+
+Weights = Mapping[str, QuantizedWeight]
+
+
+def linear_names(model: nn.Module) -> list[str]:
+    """Names of the model's nn.Linear modules, in order (the head last for a HybridLM)."""
+    return [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+
+
+def set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    """Put `module` at the dotted path `name` inside `model` (replacing what is there)."""
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, module)
+
+
+def quantize_model(model: nn.Module, scheme: QuantScheme, weights: Weights | None = None,
+                   include: Callable[[str], bool] = lambda name: True) -> nn.Module:
+    """Swap every nn.Linear whose name passes `include` for a QuantLinear, in place; returns the model.
+
+    weights: already-quantized weights by module name (e.g. from GPTQ); the others are RTN-quantized, each
+    with scheme.for_inputs(its inputs). A HybridLM whose head is tied to its embedding gets a QuantEmbedding
+    reading the quantized head."""
+    weights = weights or {}
+    for name in linear_names(model):
+        if include(name):
+            linear = model.get_submodule(name)
+            if linear.bias is not None:
+                raise ValueError(f"{name} has a bias; QuantLinear quantizes bias-free linears only")
+            own = scheme.for_inputs(linear.in_features)
+            qweight = weights[name] if name in weights else quantize_weight(linear.weight, own)
+            set_module(model, name, QuantLinear(qweight))
+    retie(model)
+    return model
+
+
+def retie(model: nn.Module) -> None:
+    """Point a tied HybridLM's embedding at its quantized head (after the head became a QuantLinear)."""
+    config = getattr(model, "config", None)
+    if getattr(config, "tie_embeddings", False) and isinstance(getattr(model, "head", None), QuantLinear):
+        model.embed = QuantEmbedding(model.head)
+
+
+def quantized_schemes(model: nn.Module) -> dict[str, QuantScheme]:
+    """Module name -> scheme of every QuantLinear in the model."""
+    return {name: m.scheme for name, m in model.named_modules() if isinstance(m, QuantLinear)}
+
+
+def weight_bytes(model: nn.Module) -> int:
+    """Bytes of the model's parameters and buffers, each storage counted once (tied weights share one)."""
+    seen: dict[int, int] = {}
+    for tensor in [*model.parameters(), *model.buffers()]:
+        storage = tensor.untyped_storage()
+        seen[storage.data_ptr()] = storage.nbytes()
+    return sum(seen.values())

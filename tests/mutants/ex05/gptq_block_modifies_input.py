@@ -1,0 +1,13 @@
+import torch
+
+
+def gptq_block(w, u, scales, mins, bits):
+    """BUG: updates the caller's w in place."""
+    codes = torch.empty(w.shape, dtype=torch.uint8)
+    errors = torch.empty_like(w)
+    for j in range(w.shape[1]):
+        q = torch.round((w[:, j] - mins) / scales).clamp(0, 2**bits - 1)
+        codes[:, j] = q.to(torch.uint8)
+        errors[:, j] = (w[:, j] - (q * scales + mins)) / u[j, j]
+        w[:, j + 1:] -= errors[:, j:j + 1] * u[j, j + 1:]
+    return codes, errors
