@@ -31,8 +31,8 @@ def load_quantized(model: nn.Module, path: str | os.PathLike, scheme: QuantSchem
     """Load a file written by save_quantized into `model` (a float model of the same config), in place.
 
     scheme: when given, every quantized module in the file must use it (scheme.for_inputs of its shape).
-    Raises ValueError on a corrupt file, a module the model lacks or that is not a linear, a shape or a scheme
-    that does not match."""
+    Raises ValueError on a corrupt file, a module the model lacks, a shape or a scheme that does not match;
+    TypeError when the file quantizes a module that is not a linear in this model."""
     try:
         with safe_open(os.fspath(path), framework="pt") as f:
             metadata = f.metadata() or {}
