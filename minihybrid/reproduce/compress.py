@@ -40,6 +40,7 @@ class Settings:
     window: int  # tokens per window
     calib_windows: int  # GPTQ / Wanda calibration windows (train split)
     calib_len: int
+    decode_prompt: int  # prompt tokens of the decode timings
     decode_new: int  # new tokens per timed greedy decode
     decode_repeats: int
     prefill_len: int  # prompt tokens of the prefill timing
@@ -48,8 +49,8 @@ class Settings:
 
 def settings(seed: int = 0) -> Settings:
     return Settings(eval_windows=pick(2, 32), window=pick(128, 512), calib_windows=pick(2, 32),
-                    calib_len=pick(128, 512), decode_new=pick(8, 64), decode_repeats=pick(1, 3),
-                    prefill_len=pick(64, 256), cost_repeats=pick(2, 7))
+                    calib_len=pick(128, 512), decode_prompt=32, decode_new=pick(8, 64),
+                    decode_repeats=pick(1, 3), prefill_len=pick(64, 256), cost_repeats=pick(2, 7))
 
 
 FAST_SCHEME = QuantScheme(4, 128)  # the scheme the speed comparisons single out
@@ -89,12 +90,13 @@ def run(fig_dir: Path, seed: int = 0) -> Section:
     models, build_s = build_variants(model, calibration)
     del model
     prompt = val_ids[None, :setup.prefill_len]
-    decode = decode_rates(models, prompt[:, :32], setup.decode_new, setup.decode_repeats)
+    short = prompt[:, :setup.decode_prompt]
+    decode = decode_rates(models, short, setup.decode_new, setup.decode_repeats)
     prefill = prefill_rates(models, prompt, setup.decode_repeats)
     fast = f"int4 RTN g{FAST_SCHEME.group_size}"
-    costs = {name: forward_costs(models[name], prompt[:, :32], repeats=setup.cost_repeats)
+    costs = {name: forward_costs(models[name], short, repeats=setup.cost_repeats)
              for name in ("fp32", fast)}
-    shares = {name: linear_share(models[name], prompt[:, :32], setup.decode_new) for name in ("fp32", fast)}
+    shares = {name: linear_share(models[name], short, setup.decode_new) for name in ("fp32", fast)}
     rows = []
     for name, m in tqdm(models.items(), desc="perplexity"):
         nll = evaluate(m, val_ids, 1, setup.window, max_batches=setup.eval_windows)

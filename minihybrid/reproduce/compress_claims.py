@@ -36,13 +36,13 @@ def describe(setup, results: dict) -> str:
         (f"**SmolLM2-135M**, every variant built from the same float32 weights. Held-out Shakespeare "
          f"perplexity over {setup.eval_windows} windows of {setup.window} tokens; GPTQ and Wanda calibrated "
          f"on {setup.calib_windows} windows of {setup.calib_len} tokens of the train split (the paper: 128 "
-         "of 2048). Weight memory counts every stored tensor once. Decode: "
-         f"greedy, a 32-token prompt plus {setup.decode_new} new tokens, all variants timed interleaved, "
-         f"median of {setup.decode_repeats}; prefill: one forward over {setup.prefill_len} tokens. Quantized "
-         "linears run the Numba kernels of `kernels/quant_matmul` on the packed codes; pruned models are "
-         "float32 with zeros (no sparse kernel). The file was stored as Q4_1 (4-bit codes in groups of 32, "
-         "each with a float scale and minimum), so float32 here is a 4-bit model written out, and every "
-         "scheme re-quantizes it onto another grid."),
+         "of 2048). Weight memory counts every stored tensor once. Decode: greedy, a "
+         f"{setup.decode_prompt}-token prompt plus {setup.decode_new} new tokens, all variants timed "
+         f"interleaved, median of {setup.decode_repeats}; prefill: one forward over {setup.prefill_len} "
+         "tokens. Quantized linears run the Numba kernels of `kernels/quant_matmul` on the packed codes; "
+         "pruned models are float32 with zeros (no sparse kernel). The file was stored as Q4_1 (4-bit "
+         "codes in groups of 32, each with a float scale and minimum), so float32 here is a 4-bit model "
+         "written out, and every scheme re-quantizes it onto another grid."),
         markdown_table(["variant", "what", "ppl", "weights MB", "x fp32", "decode tok/s", "x fp32",
                         "prefill tok/s", "build s"], table),
         ("A cached forward over k new tokens, in one-token forwards (the verify step of speculative "
