@@ -12,6 +12,7 @@ token).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -40,12 +41,16 @@ def pick_next(logits: torch.Tensor, temperature: float = 0.0, top_k: int | None 
     _check_sampling(temperature, top_k)
     if temperature == 0:
         return logits.argmax(-1)
+    return torch.multinomial(sampling_probs(logits, temperature, top_k), 1, generator=generator).squeeze(-1)
+
+
+def sampling_probs(logits: torch.Tensor, temperature: float, top_k: int | None = None) -> torch.Tensor:
+    """logits (..., V) -> the distribution (..., V) that sampling at temperature > 0 draws from."""
     logits = logits.float() / temperature
     if top_k is not None:
         kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = torch.softmax(logits, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return torch.softmax(logits, dim=-1)
 
 
 def prefill(model: HybridLM, tokens: torch.Tensor, cache: ModelCache | None = None) -> torch.Tensor:
@@ -56,9 +61,12 @@ def prefill(model: HybridLM, tokens: torch.Tensor, cache: ModelCache | None = No
     return model(tokens, cache=cache, last_only=True)[:, -1]
 
 
-def decode_one_token(model: HybridLM, token: torch.Tensor, cache: ModelCache) -> torch.Tensor:
-    """One cached step: token (B,) ids at position cache.pos -> next-token logits (B, V)."""
-    return model(token[:, None], cache=cache, last_only=True)[:, -1]
+def decode_one_token(model: HybridLM, token: torch.Tensor, cache: ModelCache,
+                     skip_layers: Iterable[int] | None = None) -> torch.Tensor:
+    """One cached step: token (B,) ids at position cache.pos -> next-token logits (B, V).
+
+    skip_layers: blocks left out (a layer-skipping draft); they write nothing into their caches."""
+    return model(token[:, None], cache=cache, skip_layers=skip_layers, last_only=True)[:, -1]
 
 
 @torch.inference_mode()

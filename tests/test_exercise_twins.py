@@ -19,6 +19,7 @@ import torch
 from minihybrid.compress.gptq import gptq_quantize
 from minihybrid.compress.prune import two_four_mask, wanda_scores
 from minihybrid.compress.quantize import QuantScheme, fit_groups, quantize_weight
+from minihybrid.config import ModelConfig
 from minihybrid.grading import SOLUTIONS, exercise_functions, exercise_modules
 from minihybrid.kernels.attention.reference import attention_reference
 from minihybrid.kernels.block_sparse.reference import block_sparse_reference
@@ -31,17 +32,21 @@ from minihybrid.kernels.block_sparse.select import (
 )
 from minihybrid.kernels.quant_matmul.reference import dequantize, pack_codes, unpack_codes
 from minihybrid.kernels.scan import segsum, ssd_chunked, ssd_reference, ssd_step
+from minihybrid.layer_select import dp_skip_set, layer_runner
 from minihybrid.layers.cache import KVCache
 from minihybrid.layers.intra_hybrid import fuse_branches
 from minihybrid.layers.non_approx import causal_softmax_average, same_token_scores
 from minihybrid.layers.norm import RMSNorm
 from minihybrid.layers.rope import Rotary, rope_tables
 from minihybrid.layers.taylor import taylor_features, taylor_linear, taylor_quadratic
+from minihybrid.model import HybridLM
 from minihybrid.patterns import CONFIGURATIONS, PLACEMENTS, configuration_pattern, expand_ratio
+from minihybrid.speculative import accept_greedy, accept_sampled
 from solutions import ex00_foundations as ex00
 from solutions import ex01_hybrid as ex01
 from solutions import ex02_deconstruct as ex02
 from solutions import ex03_sparse as ex03
+from solutions import ex04_layerskip as ex04
 from solutions import ex05_compress as ex05
 
 
@@ -381,6 +386,102 @@ def _():
         for blocks in (selected, random):
             expected = block_sparse_reference(q, k, v, blocks, 16)
             torch.testing.assert_close(ex03.block_sparse_attention(q, k, v, blocks, block_size=16), expected)
+
+
+@agreement("ex04.accept_greedy")
+def _():
+    g = torch.Generator().manual_seed(0)
+    for n in range(9):
+        for _ in range(10):
+            target = torch.randint(0, 3, (n + 1,), generator=g)
+            other = torch.randint(0, 3, (n,), generator=g)
+            drafted = torch.where(torch.rand(n, generator=g) < 0.8, target[:n], other)
+            assert ex04.accept_greedy(drafted, target) == accept_greedy(drafted, target)
+
+
+def windowed_cache(window: int, max_len: int, writes: list[tuple[int, int]]) -> KVCache:
+    """A sliding-window KVCache after writing, in order, the positions [start, end) of each (start, end); a
+    write that starts before the cache's length first rolls it back there (as a speculative round does)."""
+    cache = KVCache(1, 2, 4, max_len, window=window)
+    for start, end in writes:
+        if start < cache.length:
+            cache.rollback(start)
+        cache.update(randn(1, 2, end - start, 4, seed=start), randn(1, 2, end - start, 4, seed=end), start)
+    return cache
+
+
+@agreement("ex04.rollback_ring")
+def _():
+    cases = [  # window, max_len, writes: a prefill longer than the ring, single tokens, a rollback
+        (4, 200, [(0, 100), (100, 101), (101, 102)]),
+        (8, 300, [(0, 50), *((p, p + 1) for p in range(50, 90))]),
+        (3, 40, [(0, 10), (10, 14)]),  # max_len < window + slack: the ring never wraps
+        (5, 200, [(0, 80), (80, 85), (82, 84)]),  # rolled back to 82 and rewritten: written stays 85
+    ]
+    for window, max_len, writes in cases:
+        written = windowed_cache(window, max_len, writes).written
+        for pos in range(max(written - KVCache.SLACK - window - 2, 0), written + 1):
+            cache = windowed_cache(window, max_len, writes)
+            key_pos = cache.key_pos.clone()
+            try:
+                cache.rollback(pos)
+            except ValueError:
+                with pytest.raises(ValueError):
+                    ex04.rollback_ring(key_pos, cache.written, window, pos)
+                continue
+            assert torch.equal(ex04.rollback_ring(key_pos, cache.written, window, pos), cache.key_pos)
+
+
+def residual_stack(n_layers: int, d: int, dtype: torch.dtype, seed: int):
+    """(full_states (L + 1, d), run_layer) of L random residual layers x -> x + s_i tanh(x W_i)."""
+    weights = randn(n_layers, d, d, seed=seed, dtype=dtype) / d**0.5
+    scales = torch.rand(n_layers, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+    def run_layer(i: int, x: torch.Tensor) -> torch.Tensor:
+        return x + scales[i] * torch.tanh(x @ weights[i])
+
+    states = [randn(1, d, seed=seed + 10, dtype=dtype)]
+    for i in range(n_layers):
+        states.append(run_layer(i, states[-1]))
+    return torch.cat(states), run_layer
+
+
+@agreement("ex04.clasp_skip_set")
+def _():
+    for seed, (n_layers, d, dtype) in enumerate([(1, 4, torch.float64), (6, 16, torch.float32),
+                                                 (9, 8, torch.float64)]):
+        full_states, run_layer = residual_stack(n_layers, d, dtype, seed)
+        for n_skip in range(n_layers + 1):
+            expected = dp_skip_set(full_states, run_layer, n_skip).skip_set
+            assert ex04.clasp_skip_set(full_states, run_layer, n_skip) == expected
+    # the real model: a tiny 6-block transformer's states of its last prompt token, blocks run over its cache
+    model = HybridLM(ModelConfig.from_name("tiny", pattern="AAAAAA")).eval()
+    cache = model.init_cache(1, 16)
+    prompt = torch.randint(0, 256, (1, 9), generator=torch.Generator().manual_seed(0))
+    _, hidden = model(prompt, cache=cache, return_hidden=True)
+    full_states, run_layer = torch.cat([h[0, -1:] for h in hidden]), layer_runner(model, cache, 8)
+    for n_skip in range(7):
+        expected = dp_skip_set(full_states, run_layer, n_skip).skip_set
+        assert ex04.clasp_skip_set(full_states, run_layer, n_skip) == expected
+    for bad in (-1, 7):
+        for twin in (dp_skip_set, ex04.clasp_skip_set):
+            with pytest.raises(ValueError):
+                twin(full_states, run_layer, bad)
+
+
+@agreement("ex04.accept_sampled")
+def _():
+    g = torch.Generator().manual_seed(0)
+    for n in range(6):
+        for _ in range(20):
+            q = torch.softmax(2 * torch.randn(n, 7, generator=g), dim=-1)
+            p = torch.softmax(2 * torch.randn(n + 1, 7, generator=g), dim=-1)
+            drafted = torch.multinomial(q, 1, generator=g)[:, 0] if n else torch.zeros(0, dtype=torch.long)
+            u = torch.rand(n, generator=g)
+            k, dist = ex04.accept_sampled(drafted, q, p, u)
+            expected_k, expected_dist = accept_sampled(drafted, q, p, u)
+            assert k == expected_k
+            torch.testing.assert_close(dist, expected_dist)
 
 
 @agreement("ex05.quantize_groups")

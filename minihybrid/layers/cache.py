@@ -89,13 +89,15 @@ class KVCache:
         if self.window is None:
             return
         oldest_kept = self.written - self.capacity  # the ring overwrote every position below this
-        oldest_needed = pos - self.window + 1  # the token at pos sees keys oldest_needed..pos-1
-        if oldest_needed > 0 and oldest_needed < oldest_kept:
+        oldest_needed = max(pos - self.window + 1, 0)  # the token at pos sees keys oldest_needed..pos-1
+        if oldest_needed < min(pos, oldest_kept):
             raise ValueError(f"cannot roll back to {pos}: the window cache already overwrote position "
                              f"{oldest_needed} (it keeps {KVCache.SLACK} tokens of slack)")
 
     def rollback(self, pos: int) -> None:
-        """Forget positions >= pos."""
+        """Forget positions >= pos.
+
+        Exercise twin: ex04.rollback_ring (the windowed ring buffer's rollback and its check)."""
         self.check_rollback(pos)
         if self.window is not None:
             self.key_pos[self.key_pos >= pos] = -1
