@@ -57,16 +57,16 @@ def dp_skip_set(full_states: torch.Tensor, run_layer: Callable[[int, torch.Tenso
     if n_skip > n_layers:
         raise ValueError(f"n_skip={n_skip} exceeds the {n_layers} layers")
     states = full_states[:1]  # row j: g(i, j) for j = 0..min(i, M)
-    scores = torch.full((n_layers + 1, n_skip + 1), float("nan"))
+    scores = torch.full((n_layers + 1, n_skip + 1), float("nan"), dtype=full_states.dtype)
     scores[0, 0] = 1.0
     skipped = torch.zeros(n_layers + 1, n_skip + 1, dtype=torch.bool)
     for i in range(1, n_layers + 1):
         target = full_states[i][None]
         ran = run_layer(i - 1, states)  # (J, d): g(i-1, j) through block i-1, valid for j = 0..J-1
         width = min(i, n_skip) + 1  # j = 0..width-1; skipping is valid for j = 1..J
-        run_cos = torch.full((width,), float("-inf"))
+        run_cos = torch.full((width,), float("-inf"), dtype=full_states.dtype)
         run_cos[:len(ran)] = F.cosine_similarity(ran, target, dim=-1)
-        skip_cos = torch.full((width,), float("-inf"))
+        skip_cos = torch.full((width,), float("-inf"), dtype=full_states.dtype)
         skip_cos[1:] = F.cosine_similarity(states, target, dim=-1)[:width - 1]
         skip = skip_cos > run_cos
         kept = F.pad(states[:width - 1], (0, 0, 1, 0))  # row j: g(i-1, j-1)
@@ -174,6 +174,8 @@ class CLaSp(NoSkip):
 
     def start(self, model: HybridLM) -> None:
         check_n_skip(model, self.n_skip)
+        if not all(isinstance(c, KVCache) and c.window is None for c in model.init_cache(1, 1).layers):
+            raise ValueError("CLaSp layer selection needs full-attention KV caches in every block")
         self.calls, self.skip_set, self.last = 0, (), None
 
     def update(self, model: HybridLM, cache: ModelCache, full_states: torch.Tensor, pos: int) -> None:

@@ -215,7 +215,8 @@ def _choose(logits: torch.Tensor, temperature: float, top_k: int | None, generat
 def _cache_layout(model: HybridLM) -> list:
     """What a draft must share with the model to write its cache: per block the cache type and shapes."""
     cache = model.init_cache(1, 1)
-    return [(type(c).__name__, tuple(c.k.shape) if isinstance(c, KVCache) else None) for c in cache.layers]
+    return [(type(c).__name__, (tuple(c.k.shape), c.k.dtype) if isinstance(c, KVCache) else None)
+            for c in cache.layers]
 
 
 def _check_args(model, draft_model, prompt, max_new_tokens, threshold, max_draft, temperature, top_k) -> None:
@@ -243,4 +244,7 @@ def _check_args(model, draft_model, prompt, max_new_tokens, threshold, max_draft
     recurrent = [i for i, c in enumerate(layers) if not isinstance(c, (KVCache, NoCache))]
     if recurrent:
         raise ValueError(f"blocks {recurrent} keep a recurrent state: speculative rollback needs KV caches")
+    if max_draft > KVCache.SLACK and any(isinstance(c, KVCache) and c.window is not None for c in layers):
+        raise ValueError(f"max_draft={max_draft} exceeds the {KVCache.SLACK} tokens a sliding-window cache "
+                         "can roll back")
 
