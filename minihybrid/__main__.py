@@ -1,4 +1,4 @@
-"""Command line: python -m minihybrid {reproduce, train, generate, grade, doctor}."""
+"""Command line: python -m minihybrid {reproduce, train, generate, grade, doctor, workshop}."""
 
 from __future__ import annotations
 
@@ -55,10 +55,16 @@ def cmd_generate(args) -> None:
 
 
 def cmd_doctor(args) -> None:
-    from minihybrid.runtime import environment_info
+    from minihybrid import doctor
 
-    for key, value in environment_info().items():
-        print(f"{key:>15}: {value}")
+    sys.exit(doctor.main())
+
+
+def cmd_workshop(args) -> None:
+    from minihybrid import doctor, workshop
+
+    workshop.build({"both": workshop.MODES, "none": ()}.get(args.checkpoints, (args.checkpoints,)))
+    sys.exit(doctor.main())
 
 
 def main(argv=None) -> None:
@@ -101,8 +107,13 @@ def main(argv=None) -> None:
 
     sub.add_parser("grade", help="grade the exercises: points per exercise (grade --help for options)")
 
-    p = sub.add_parser("doctor", help="print versions, threads and CUDA availability")
+    p = sub.add_parser("doctor", help="check this machine for the course: OK / WARN / FAIL lines with fixes")
     p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("workshop", help="pre-build the downloads and the notebooks' checkpoints, then doctor")
+    p.add_argument("--checkpoints", choices=["both", "fast", "full", "none"], default="both",
+                   help="which modes' checkpoints to build (none: the downloads only)")
+    p.set_defaults(func=cmd_workshop)
 
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["grade"]:  # its options belong to minihybrid.grading

