@@ -240,3 +240,87 @@ def draw_block_selection(axes: Sequence[Axes], blocks, block_size: int, n_keys: 
         ax.set_title(f"kv head {h}", fontsize=9)
         ax.set_xlabel(f"key block ({block_size} tokens)")
         ax.set_ylabel("query position" if h == 0 else "")
+
+
+def draw_heatmap(ax: Axes, matrix, title: str, xlabel: str, ylabel: str, vmin=None, vmax=None) -> None:
+    """A matrix as an image with a colour bar (row 0 at the top): cosines between layers, a DP table."""
+    ax.clear()
+    image = ax.imshow(matrix, cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto")
+    ax.figure.colorbar(image, ax=ax, fraction=0.046)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+
+
+def draw_timeline(ax: Axes, rows: dict[str, Sequence[dict]]) -> None:
+    """Speculative decoding against the clock, one row per decoder: each round is its draft steps (green
+    if the verify pass accepted that token, red if not) then its verify pass (grey), which adds `accepted`
+    + 1 tokens. A round is {"draft": [(start, end) seconds per draft step], "verify": (start, end),
+    "accepted": k}; plain decoding is rounds with no draft step and k = 0."""
+    if not rows or not all(rows.values()):
+        raise ValueError("every row of a timeline needs at least one round")
+    ax.clear()
+    colours = {"accepted draft step": "tab:green", "rejected draft step": "tab:red",
+               "full forward (verify)": "tab:gray"}
+    for row, (name, rounds) in enumerate(rows.items()):
+        y = -row
+        for r in rounds:
+            for i, (start, end) in enumerate(r["draft"]):
+                kind = "accepted draft step" if i < r["accepted"] else "rejected draft step"
+                ax.barh(y, end - start, left=start, height=0.6, color=colours[kind], edgecolor="white",
+                        linewidth=0.3)
+            start, end = r["verify"]
+            ax.barh(y, end - start, left=start, height=0.6, color=colours["full forward (verify)"],
+                    edgecolor="white", linewidth=0.3)
+            ax.text((start + end) / 2, y + 0.33, str(r["accepted"] + 1), ha="center", va="bottom", fontsize=6)
+        tokens = sum(r["accepted"] + 1 for r in rounds)
+        ax.text(rounds[-1]["verify"][1], y, f"  {tokens} tokens, {len(rounds)} forwards of the full model",
+                va="center", fontsize=7)
+    for kind, colour in colours.items():
+        ax.barh(0, 0, color=colour, label=kind)
+    ax.set_yticks([-row for row in range(len(rows))], list(rows))
+    ax.set_ylim(-len(rows) + 0.4, 0.9)
+    ax.set_xlim(0, 1.3 * max(rounds[-1]["verify"][1] for rounds in rows.values()))  # room for the totals
+    ax.set_xlabel("seconds since the prompt was prefilled (numbers: tokens each full forward adds)")
+    ax.legend(fontsize=7, ncol=len(colours), loc="lower center", bbox_to_anchor=(0.5, 1.0))
+    ax.grid(alpha=0.3, axis="x")
+
+
+def draw_dp_table(ax: Axes, scores, skip_set: Sequence[int], vmin: float | None = None) -> None:
+    """CLaSp's table D (L+1, M+1) drawn with j (blocks skipped so far) upwards and i (blocks passed) to the
+    right, blank where unset, and the backtracked path from (0, 0) to (L, M): a step up at i skips block
+    i - 1 (red). vmin: the lowest colour (default: the path's lowest score)."""
+    import torch
+
+    table = torch.as_tensor(scores, dtype=torch.float32)
+    skipped = set(skip_set)
+    path = [0]
+    for i in range(1, table.shape[0]):
+        path.append(path[-1] + (i - 1 in skipped))
+    on_path = table[torch.arange(len(path)), torch.tensor(path)]
+    low = float(on_path.min()) if vmin is None else vmin
+    draw_heatmap(ax, table.T, f"D(i, j): cosine with the full model's h_i (path: skip {sorted(skipped)})",
+                 "blocks passed i", "blocks skipped j", vmin=low, vmax=1.0)
+    ax.invert_yaxis()
+    ax.plot(range(len(path)), path, color="white", linewidth=1.2)
+    steps = [i for i in range(1, len(path)) if path[i] > path[i - 1]]
+    ax.plot(steps, [path[i] for i in steps], "o", color="tab:red", markersize=4, label="skip block i - 1")
+    ax.legend(fontsize=7, loc="upper left")
+
+
+def draw_shares(ax: Axes, shares: dict[str, dict[str, float]], xlabel: str = "share of decode time") -> None:
+    """One horizontal stacked bar per name: its parts' shares (name -> {part: share}, shares in 0..1)."""
+    ax.clear()
+    parts = list(dict.fromkeys(part for row in shares.values() for part in row))
+    names = list(shares)
+    left = [0.0] * len(names)
+    for part in parts:
+        values = [shares[name].get(part, 0.0) for name in names]
+        ax.barh(range(len(names)), values, left=left, label=part)
+        left = [a + b for a, b in zip(left, values)]
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(1.0, *left))
+    ax.set_xlabel(xlabel)
+    ax.legend(fontsize=7, ncol=len(parts), loc="lower center", bbox_to_anchor=(0.5, 1.0))
+    ax.grid(alpha=0.3, axis="x")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
 
-REPRODUCTIONS = ["baseline", "hybrid", "deconstruct", "sparse", "compress"]
+REPRODUCTIONS = ["baseline", "hybrid", "deconstruct", "sparse", "layerskip", "compress"]
 VERDICTS = ("holds", "partly", "does not hold")
 
 
