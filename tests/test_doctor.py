@@ -101,6 +101,7 @@ def test_doctor_checks_the_checkpoints_the_workshop_recorded(empty_cache, monkey
         trained_model(config, run, streams, "periodic")
 
     monkeypatch.setattr(workshop, "NOTEBOOK_MODELS", {"tiny": tiny_notebook, "untrained": None})
+    monkeypatch.setenv("MINIHYBRID_FAST", "0")  # the caller is in full mode (the test run sets fast mode)
     workshop.build_checkpoints(["fast"])
     assert modes == [True] and not fast_mode()  # built in fast mode; the caller's mode restored
     (name,) = workshop.read_manifest()["modes"]["fast"]["tiny"]
