@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import torch
 
 from minihybrid.checks import check_int, check_number
-from minihybrid.generate import GenerationResult, decode_one_token, sampling_probs
+from minihybrid.generate import GenerationResult, decode_one_token, pick_next, sampling_probs
 from minihybrid.layer_select import NoSkip
 from minihybrid.layers.cache import KVCache, NoCache
 from minihybrid.model import HybridLM, ModelCache
@@ -134,7 +134,7 @@ def speculative_generate(model: HybridLM, prompt: torch.Tensor, max_new_tokens: 
     try:
         t0 = clock()
         logits, hidden = model(prompt, cache=cache, return_hidden=True, last_only=True)
-        token = _choose(logits[0, -1], temperature, top_k, generator)
+        token = int(pick_next(logits[:, -1], temperature, top_k, generator)[0])
         t1 = clock()
         _select(skip, model, cache, hidden, prompt.shape[1] - 1, stats)
         out = [token]
@@ -204,12 +204,6 @@ def _select(skip, model, cache, hidden, pos: int, stats: SpecStats, index: int =
     t0 = clock()
     skip.update(model, cache, torch.stack([h[0, index] for h in hidden]), pos)
     stats.select_s += clock() - t0
-
-
-def _choose(logits: torch.Tensor, temperature: float, top_k: int | None, generator) -> int:
-    if temperature == 0:
-        return int(logits.argmax())
-    return int(torch.multinomial(sampling_probs(logits, temperature, top_k), 1, generator=generator))
 
 
 def _cache_layout(model: HybridLM) -> list:
