@@ -233,11 +233,15 @@ def check_numba_cuda(probe: subprocess.Popen, gpu: str | None) -> list[Check]:
                   _pip_install(*pins or ["numba-cuda"]))]
 
 
+def chromium_path() -> str | None:
+    """The first of BROWSERS on PATH (the one tests/test_browser.py drives), or None."""
+    return next(filter(None, map(shutil.which, BROWSERS)), None)
+
+
 def check_chromium() -> list[Check]:
-    for name in BROWSERS:
-        path = shutil.which(name)
-        if path:
-            return [Check("OK", "chromium", path)]
+    path = chromium_path()
+    if path:
+        return [Check("OK", "chromium", path)]
     return [Check("WARN", "chromium", f"none of {', '.join(BROWSERS)} on PATH: the notebooks' browser test "
                   "is skipped", "sudo apt-get install chromium")]
 

@@ -23,5 +23,12 @@ step "numba.cuda kernels under the simulator (own process)" \
 if $PY -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
   step "numba.cuda kernels on the real GPU" $PY -m pytest -q -p no:cacheprovider -m cudasim tests/kernels
 fi
+# tests/test_browser.py runs every notebook in JupyterLab in Chromium when Chromium and playwright are here
+# (minihybrid.doctor finds the browser); nbmake runs them otherwise, never both.
+nbmake="--nbmake notebooks"
+if $PY -c "import sys, playwright.sync_api; from minihybrid.doctor import chromium_path
+sys.exit(chromium_path() is None)" 2>/dev/null; then
+  nbmake=""
+fi
 step "library, kernels, data, pretrained oracle, notebooks (fast mode)" \
-  $PY -m pytest -q -p no:cacheprovider -m "not cudasim" --ignore=tests/graded --nbmake notebooks tests
+  $PY -m pytest -q -p no:cacheprovider -m "not cudasim" --ignore=tests/graded $nbmake tests
