@@ -1,4 +1,7 @@
-"""Command line: python -m minihybrid {reproduce, train, generate, grade, doctor, workshop}."""
+"""Command line: python -m minihybrid {reproduce, train, generate, grade, doctor, workshop}.
+
+`train` also runs data-parallel under torchrun (torchrun --nproc_per_node=2 -m minihybrid train ...).
+"""
 
 from __future__ import annotations
 
@@ -14,29 +17,44 @@ def cmd_reproduce(args) -> None:
         os.environ["MINIHYBRID_FAST"] = "1"
     if args.retrain:
         os.environ["MINIHYBRID_RETRAIN"] = "1"
+    if args.device:
+        os.environ["MINIHYBRID_DEVICE"] = args.device
     from minihybrid.reproduce.report import run_all
-    from minihybrid.runtime import fast_mode
+    from minihybrid.runtime import device, fast_mode
+
+    device()  # a device this machine lacks fails now, not after the first reproduction
 
     out = args.out or ("build/report-fast" if fast_mode() else "results")  # fast runs stay out of results/
     run_all(Path(out), only=args.only, seed=args.seed)
 
 
 def cmd_train(args) -> None:
+    import torch
+
+    from minihybrid import distributed
     from minihybrid.config import ModelConfig
     from minihybrid.data import byte_streams
     from minihybrid.model import HybridLM
+    from minihybrid.runtime import check_device
     from minihybrid.train import TrainConfig, train
 
+    device = check_device(args.device, "--device")
     sizes = {"pattern": args.pattern, "n_layers": args.layers, "d_model": args.d_model, "n_heads": args.heads}
     config = ModelConfig.from_name(args.preset, **{k: v for k, v in sizes.items() if v is not None})
     if config.max_seq_len < args.seq_len:
         config = dataclasses.replace(config, max_seq_len=args.seq_len)
     streams = byte_streams(args.corpus)
+    torch.manual_seed(args.seed)  # the same initial weights in every run with this seed (and on every rank)
     model = HybridLM(config)
     cfg = TrainConfig(steps=args.steps, seq_len=args.seq_len, batch_size=args.batch_size, lr=args.lr,
                       seed=args.seed, checkpoint=args.checkpoint)
-    history = train(model, streams["train"], streams["validation"], cfg)
-    print(f"val loss {history.val_loss[-1]:.4f} nats/byte, {history.tokens_per_second:,.0f} train tokens/s")
+    try:
+        history = train(model, streams["train"], streams["validation"], cfg, device=device)
+    finally:
+        distributed.destroy()  # under torchrun
+    if distributed.is_main():  # under torchrun, once
+        print(f"val loss {history.val_loss[-1]:.4f} nats/byte, {history.tokens_per_second:,.0f} train "
+              "tokens/s")
 
 
 def cmd_generate(args) -> None:
@@ -79,9 +97,13 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--retrain", action="store_true",
                    help="train again instead of reusing cached checkpoints (same as MINIHYBRID_RETRAIN=1)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None,
+                   help="where models are trained (default: MINIHYBRID_DEVICE, else cpu); trained models "
+                        "come back on the CPU, where the Numba kernels and the timings run as before")
     p.set_defaults(func=cmd_reproduce)
 
-    p = sub.add_parser("train", help="train a byte-level HybridLM on a corpus")
+    p = sub.add_parser("train", help="train a byte-level HybridLM on a corpus (data-parallel under torchrun: "
+                                     "torchrun --nproc_per_node=2 -m minihybrid train ...)")
     p.add_argument("--corpus", choices=["shakespeare", "python"], default="shakespeare")
     p.add_argument("--preset", default="tiny", help="named model configuration (ModelConfig.from_name)")
     p.add_argument("--pattern", default=None, help='layer pattern, e.g. "AAAA", "ASAS" or "1:3"')
@@ -94,6 +116,8 @@ def main(argv=None) -> None:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint", default=None, help="safetensors file to save to and resume from")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="where to train (under torchrun with cuda, rank r uses GPU LOCAL_RANK)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("generate", help="generate text with SmolLM2-135M-Instruct")

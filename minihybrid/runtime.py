@@ -1,7 +1,8 @@
-"""What this run is: fast or full mode, and the machine/software it runs on.
+"""What this run is: fast or full mode, the training device, and the machine/software it runs on.
 
 Fast mode (env var MINIHYBRID_FAST=1, or `--fast`) swaps in tiny configurations so every notebook and
-reproduction finishes in minutes; CI runs the notebooks that way.
+reproduction finishes in minutes; CI runs the notebooks that way. The training device (env var
+MINIHYBRID_DEVICE=cpu|cuda, or `--device`) is where `trained_model` trains; cpu by default.
 """
 
 from __future__ import annotations
@@ -19,6 +20,29 @@ def fast_mode() -> bool:
 def pick(fast, full):
     """`fast` in fast mode, else `full` (for sizes, step counts and token budgets)."""
     return fast if fast_mode() else full
+
+
+DEVICES = ("cpu", "cuda")
+
+
+def check_device(name, source: str = "device"):
+    """torch.device for 'cpu' or 'cuda' (a str or a torch.device of those types); ValueError, saying how to
+    fix it, for another name or for cuda when this torch sees no GPU. `source` names the setting."""
+    import torch
+
+    kind = name.type if isinstance(name, torch.device) else name
+    if kind not in DEVICES:
+        raise ValueError(f"{source} must be one of {', '.join(DEVICES)}, got {name!r}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{source} is cuda, but torch {torch.__version__} sees no GPU: use cpu, or "
+                         "install a CUDA build of torch on a machine with an NVIDIA GPU (see: python -m "
+                         "minihybrid doctor)")
+    return torch.device(name)
+
+
+def device():
+    """The training device named by env var MINIHYBRID_DEVICE (cpu when unset), as a torch.device."""
+    return check_device(os.environ.get("MINIHYBRID_DEVICE") or "cpu", "MINIHYBRID_DEVICE")
 
 
 def _version(package: str) -> str:

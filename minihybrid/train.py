@@ -5,7 +5,18 @@ tensors from the synthetic tasks, scored only where a label is not IGNORE. Batch
 train data with a seeded generator; validation scores fixed windows spread over the whole val stream (or
 the first val examples).
 Checkpoints are safetensors files holding the model, the optimizer moments, the step and the sampler
-state, so a resumed run continues exactly where it stopped.
+state, so a resumed run continues exactly where it stopped. Their tensors are saved from the CPU, so a
+checkpoint loads onto any device.
+
+Training runs on the model's device, or on `device` ('cpu' or 'cuda'; batches move there). Under
+`torchrun --nproc_per_node=W` it is data-parallel (see distributed.py): every rank draws the same global
+batch of B rows from the seeded generator and trains on its own B / W of them, so the loss curve is the
+single process's up to float rounding; B must divide by W. Rank 0 alone shows progress, evaluates, calls
+on_eval and writes the checkpoint; every rank resumes from it. For example, two CPU processes:
+
+    torchrun --nproc_per_node=2 -m minihybrid train --steps 200 --batch-size 16 --checkpoint run.safetensors
+
+Shapes: B global batch, W processes, T tokens per row, V vocabulary; logits (B / W, T, V) on each rank.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from minihybrid import distributed
 from minihybrid.checks import check_int, check_number
 from minihybrid.data import (
     IGNORE,
@@ -34,6 +46,7 @@ from minihybrid.data import (
     sample_examples,
 )
 from minihybrid.model import HybridLM
+from minihybrid.runtime import check_device
 
 
 @dataclass
@@ -118,7 +131,9 @@ def accuracy(model: HybridLM, examples, batch_size: int = 64, per_example: bool 
     was_training = model.training
     model.eval()
     right, count = 0, 0
+    device = _device_of(model)
     for x, y in iter_example_batches(examples, batch_size):
+        x, y = x.to(device), y.to(device)
         scored = y != IGNORE
         correct = (model(x).argmax(-1) == y) | ~scored
         if per_example:
@@ -145,7 +160,9 @@ def evaluate(model: HybridLM, val_data, batch_size: int, seq_len: int,
     model.eval()
     total, count = 0.0, 0
     max_rows = None if max_batches is None else max_batches * batch_size
+    device = _device_of(model)
     for x, y in _eval_batches(val_data, batch_size, seq_len, max_rows):
+        x, y = x.to(device), y.to(device)
         logits = model(x)
         total += torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum",
                                                    ignore_index=IGNORE).item()
@@ -157,15 +174,24 @@ def evaluate(model: HybridLM, val_data, batch_size: int, seq_len: int,
 
 
 def train(model: HybridLM, train_ids, val_ids, cfg: TrainConfig,
-          on_eval: Callable[[TrainHistory], None] | None = None, resume: bool = True) -> TrainHistory:
+          on_eval: Callable[[TrainHistory], None] | None = None, resume: bool = True,
+          device=None) -> TrainHistory:
     """Train `model` on the token stream `train_ids` (N,), or on examples (inputs, labels); returns the loss
     history. cfg.seq_len is the window length of a stream (examples keep their own length).
 
     on_eval(history) is called after every evaluation (a notebook uses it for a live loss plot).
     With resume=True and an existing cfg.checkpoint, training continues from it.
+    device: 'cpu' or 'cuda' (the model moves there and stays), or None for the model's own device. Under
+    torchrun every rank returns the same history (train loss: the mean over ranks), and the process stays
+    in the process group for its later runs (distributed.destroy leaves it).
     """
     for name, ids in (("train_ids", train_ids), ("val_ids", val_ids)):
         check_data(ids, cfg.batch_size, cfg.seq_len, name, model.config.vocab_size)
+    distributed.check_batch("TrainConfig.batch_size", cfg.batch_size)
+    device = distributed.rank_device(_device_of(model) if device is None else check_device(device))
+    distributed.init(device)
+    model.to(device)
+    world = distributed.world_size()
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
     optimizer = make_optimizer(model, cfg)
@@ -173,8 +199,9 @@ def train(model: HybridLM, train_ids, val_ids, cfg: TrainConfig,
     if resume and cfg.checkpoint and Path(cfg.checkpoint).exists():
         start, history = load_checkpoint(cfg.checkpoint, model, optimizer, generator)
     model.train()
+    parallel = distributed.wrap(model)  # forward through it, so that backward averages the ranks' gradients
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train",
-               disable=not cfg.progress)
+               disable=not (cfg.progress and distributed.is_main()))
     tokens, seconds = 0, 0.0
     for step in bar:
         t0 = time.perf_counter()
@@ -184,38 +211,54 @@ def train(model: HybridLM, train_ids, val_ids, cfg: TrainConfig,
             x, y = sample_examples(train_ids, cfg.batch_size, generator)
         else:
             x, y = sample_batch(train_ids, cfg.batch_size, cfg.seq_len, generator)
-        logits = model(x)
-        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
+        scored = (y != IGNORE).sum().item()  # in the global batch (B, T), drawn alike by every rank
+        tokens += x.numel()
+        x, y = (distributed.shard(t).to(device) for t in (x, y))  # this rank's (B / W, T)
+        logits = parallel(x)
+        # this rank's share of the global mean, times W: DDP's average over ranks is then the global mean
+        summed = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum",
+                                                   ignore_index=IGNORE)
+        loss = summed / scored * world
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         seconds += time.perf_counter() - t0
-        tokens += x.numel()
         history.steps.append(step)
-        history.train_loss.append(loss.item())
+        history.train_loss.append(distributed.mean(loss.detach()))  # the global batch's mean loss
         history.tokens_per_second = tokens / seconds
-        postfix = {"loss": f"{loss.item():.3f}", "tok/s": f"{history.tokens_per_second:,.0f}"}
+        postfix = {"loss": f"{history.train_loss[-1]:.3f}", "tok/s": f"{history.tokens_per_second:,.0f}"}
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
-            history.eval_steps.append(step + 1)
-            history.val_loss.append(evaluate(model, val_ids, cfg.batch_size, cfg.seq_len, cfg.eval_batches))
+            _evaluate_and_save(model, val_ids, cfg, on_eval, optimizer, generator, step + 1, history)
             postfix["val"] = f"{history.val_loss[-1]:.3f}"
-            if cfg.checkpoint:
-                save_checkpoint(cfg.checkpoint, model, optimizer, generator, step + 1, history)
-            if on_eval is not None:
-                on_eval(history)
         bar.set_postfix(postfix)
     return history
 
 
+def _evaluate_and_save(model, val_ids, cfg: TrainConfig, on_eval, optimizer, generator, step: int,
+                       history: TrainHistory) -> None:
+    """Rank 0 evaluates, checkpoints and calls on_eval; the other ranks wait for its val loss."""
+    history.eval_steps.append(step)
+    if not distributed.is_main():
+        history.val_loss.append(distributed.from_main(None, _device_of(model)))
+        return
+    history.val_loss.append(evaluate(model, val_ids, cfg.batch_size, cfg.seq_len, cfg.eval_batches))
+    if cfg.checkpoint:
+        save_checkpoint(cfg.checkpoint, model, optimizer, generator, step, history)
+    if on_eval is not None:
+        on_eval(history)
+    distributed.from_main(history.val_loss[-1], _device_of(model))
+
+
 def save_checkpoint(path, model, optimizer, generator, step: int, history: TrainHistory) -> None:
     """Write model + optimizer state to a safetensors file atomically (a crash never leaves half a file)."""
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if model.config.tie_embeddings:
         tensors.pop("model.head.weight", None)
     for i, p in enumerate(_params(optimizer)):
         for name, value in optimizer.state.get(p, {}).items():
-            tensors[f"optim.{i}.{name}"] = value.detach().reshape(-1).clone() if value.dim() == 0 else value
+            value = value.detach().cpu()
+            tensors[f"optim.{i}.{name}"] = value.reshape(-1).clone() if value.dim() == 0 else value
     tensors["generator_state"] = generator.get_state()
     metadata = {"step": str(step), "history": json.dumps(asdict(history)),
                 "model_config": json.dumps({k: v for k, v in asdict(model.config).items() if k != "layers"},
@@ -253,6 +296,10 @@ def load_checkpoint(path, model, optimizer=None, generator=None) -> tuple[int, T
     if generator is not None:
         generator.set_state(tensors["generator_state"])
     return int(metadata["step"]), TrainHistory(**json.loads(metadata["history"]))
+
+
+def _device_of(model) -> torch.device:
+    return next(model.parameters()).device
 
 
 def _params(optimizer):

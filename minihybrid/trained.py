@@ -6,6 +6,9 @@ The checkpoint lives in `<cache>/checkpoints/<data>-<key>.safetensors` (see data
 `data` only names the file for a human) and
 is written at every evaluation, so an interrupted run resumes where it stopped. `retrain=True`, or the
 environment variable MINIHYBRID_RETRAIN=1 (`reproduce --retrain`), trains from scratch again.
+Training runs on `device`, by default MINIHYBRID_DEVICE (`reproduce --device cuda`; cpu when unset); the
+model comes back on the CPU either way, so what follows it (Numba kernels, timings) is unchanged. The device
+is not part of the key: a checkpoint trained on a GPU serves a CPU run, and back.
 
     model, history = trained_model(ModelConfig.from_name("tiny"), TrainConfig(steps=1500), streams,
                                    data="shakespeare-bytes")
@@ -22,6 +25,7 @@ from pathlib import Path
 import torch
 
 import minihybrid
+from minihybrid import runtime
 from minihybrid.config import ModelConfig
 from minihybrid.data import cache_dir
 from minihybrid.model import HybridLM
@@ -61,23 +65,27 @@ def retrain_requested() -> bool:
 
 def trained_model(model_config: ModelConfig, train_config: TrainConfig, streams: dict[str, torch.Tensor],
                   data: str, retrain: bool | None = None, on_eval=None,
-                  start_from: HybridLM | None = None) -> tuple[HybridLM, TrainHistory]:
+                  start_from: HybridLM | None = None, device=None) -> tuple[HybridLM, TrainHistory]:
     """A HybridLM(model_config) trained by `train` on streams["train"] (val: streams["validation"]).
 
     Loaded from the cache when this exact run finished before (then on_eval is not called); otherwise
     trained (resuming a partial checkpoint) and cached. The model is initialised from train_config.seed, or
     continues from the weights of `start_from` (a finetune; its config may differ in mixer options only).
+    device: 'cpu' or 'cuda' to train on (None: runtime.device(), from MINIHYBRID_DEVICE); the model is
+    returned on the CPU.
     """
     if not {"train", "validation"} <= set(streams):
         raise ValueError(f"streams must have 'train' and 'validation' token streams, got {sorted(streams)}")
+    device = runtime.device() if device is None else device  # train checks it
     path = checkpoint_path(model_config, train_config, streams, data, start_from)
     retrain = retrain_requested() if retrain is None else retrain
-    if retrain and path.exists():
-        path.unlink()
+    if retrain:
+        path.unlink(missing_ok=True)  # under torchrun, every rank tries
     torch.manual_seed(train_config.seed)
     model = HybridLM(model_config)
     if start_from is not None:
         model.load_state_dict(start_from.state_dict())
     cfg = dataclasses.replace(train_config, checkpoint=str(path))
-    history = train(model, streams["train"], streams["validation"], cfg, on_eval=on_eval, resume=True)
-    return model.eval(), history
+    history = train(model, streams["train"], streams["validation"], cfg, on_eval=on_eval, resume=True,
+                    device=device)
+    return model.cpu().eval(), history

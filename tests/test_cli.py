@@ -64,3 +64,13 @@ def test_fast_mode_from_the_environment_never_writes_to_results(monkeypatch):
     monkeypatch.setenv("MINIHYBRID_FAST", "0")
     main(["reproduce", "--only", "baseline"])
     assert calls == [Path("build/report-fast"), Path("results")]
+
+
+def test_reproduce_device_sets_the_training_device(monkeypatch):
+    from minihybrid.__main__ import main
+    from minihybrid.reproduce import report
+
+    monkeypatch.setattr(report, "run_all", lambda out, only, seed: None)
+    monkeypatch.setenv("MINIHYBRID_DEVICE", "")  # restored after the test; main sets it
+    main(["reproduce", "--only", "baseline", "--device", "cpu"])
+    assert os.environ["MINIHYBRID_DEVICE"] == "cpu"

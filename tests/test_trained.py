@@ -21,6 +21,7 @@ def run(steps=4, seed=0, **kw):
 def own_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("MINIHYBRID_CACHE", str(tmp_path))
     monkeypatch.delenv("MINIHYBRID_RETRAIN", raising=False)
+    monkeypatch.delenv("MINIHYBRID_DEVICE", raising=False)
 
 
 def test_second_call_loads_the_cached_model_without_training():
@@ -57,3 +58,13 @@ def test_bad_arguments():
         trained_model(CONFIG, TrainConfig(steps=1), {"train": STREAMS["train"]}, "periodic")
     with pytest.raises(ValueError, match="data must name the training data"):
         checkpoint_path(CONFIG, TrainConfig(), STREAMS, "../escape")
+
+
+def test_the_device_comes_from_the_environment_and_the_model_back_on_the_cpu(monkeypatch):
+    model, _ = run(device="cpu")
+    assert next(model.parameters()).device.type == "cpu"
+    monkeypatch.setenv("MINIHYBRID_DEVICE", "tpu")
+    with pytest.raises(ValueError, match="MINIHYBRID_DEVICE must be one of cpu, cuda, got 'tpu'"):
+        run()
+    with pytest.raises(ValueError, match="device must be one of cpu, cuda, got 'gpu'"):
+        run(device="gpu")
