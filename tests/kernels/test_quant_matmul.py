@@ -1,6 +1,7 @@
 """Quantized matmul: the stored format (pack/unpack, nibble order), the Numba CPU kernel against the reference
-on awkward shapes (every group size, 4 and 8 bits, symmetric and asymmetric mins, the fused rows and the
-dequantize + BLAS path on either side of FUSED_ROWS), the reference's autograd, and the op's input checks."""
+on awkward shapes (every group size, 4 and 8 bits, symmetric and asymmetric mins, the one-row GEMV, the fused
+rows and the dequantize + BLAS path on either side of FUSED_ROWS), the reference's autograd, and the op's
+input checks."""
 
 import pytest
 import torch

@@ -3,9 +3,11 @@
 Shapes: x (M, K) float32, packed (N, K // 2) uint8 for 4 bits or (N, K) for 8 bits, scales and mins
 (N, K // group_size) float32, out (M, N) float32; all C-contiguous (leading dims of x and out are flattened).
 
-Up to FUSED_ROWS rows (decode, and the k tokens of a speculative verify step) run the fused kernel: a
-parallel loop over output rows n reads each weight byte once, unpacks it in float arithmetic and multiplies
-it into every x row, four rows at a time (then two, then one). Per group only scales * (codes . x) needs the
+One row (a decode step) runs ``_gemv_kernel``: a parallel loop over output rows n, one pass over the weight
+row's bytes with no per-row views or row blocking (1.1-1.4x the fused kernel at one row on SmolLM2's shapes).
+Up to FUSED_ROWS rows (the k tokens of a speculative verify step) run the fused kernel: a parallel loop over
+output rows n reads each weight byte once, unpacks it in float arithmetic and multiplies it into every x
+row, four rows at a time (then two, then one). Per group only scales * (codes . x) needs the
 weights; mins * sum(x_group) uses the group sums of x, computed once per call. For 4 bits the even/odd inputs
 are split once per call and the low nibble never unpacked: with f = byte and h = floor(f / 16) (the high
 nibble), lo * x[2c] + h * x[2c+1] = f * x[2c] + h * (x[2c+1] - 16 x[2c]). (Integer unpacking is slower
@@ -186,6 +188,31 @@ def _fused_kernel(x, packed, scales, mins, out, group_size, bits):
 
 
 @njit(parallel=True, fastmath=True, cache=True)
+def _gemv_kernel(x, packed, scales, mins, out, group_size, bits):
+    """out (1, N) = x (1, K) @ W^T, reading the packed weights directly."""
+    xe, xq, xs = _split_x(x, group_size, bits, 1)
+    e, q, sums = xe[0], xq[0], xs[0]
+    width = packed.shape[1] // scales.shape[1]  # bytes per group
+    for n in prange(packed.shape[0]):
+        a = np.float32(0.0)
+        for g in range(scales.shape[1]):
+            c0 = g * width
+            t = np.float32(0.0)
+            if bits == 8:
+                for j in range(width):
+                    t += np.float32(packed[n, c0 + j]) * e[c0 + j]
+            else:
+                u = np.float32(0.0)  # the high-nibble products: two independent sums
+                for j in range(width):
+                    f = np.float32(packed[n, c0 + j])
+                    t += f * e[c0 + j]
+                    u += np.floor(f * np.float32(0.0625)) * q[c0 + j]
+                t += u
+            a += scales[n, g] * t + mins[n, g] * sums[g]
+        out[0, n] = a
+
+
+@njit(parallel=True, fastmath=True, cache=True)
 def _dequantize_kernel(packed, scales, mins, w, bits):
     """w (N, K) float32 = the weight the packed format stands for."""
     n_out, n_groups = scales.shape
@@ -222,6 +249,6 @@ def quant_matmul_cpu(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor
     if x2d.shape[0] > FUSED_ROWS:
         torch.matmul(x2d, dequantize_cpu(packed, scales, mins, bits).T, out=out2d)
     else:
-        _fused_kernel(x2d.numpy(), packed.numpy(), scales.numpy(), mins.numpy(), out2d.numpy(), group_size,
-                      bits)
+        kernel = _gemv_kernel if x2d.shape[0] == 1 else _fused_kernel
+        kernel(x2d.numpy(), packed.numpy(), scales.numpy(), mins.numpy(), out2d.numpy(), group_size, bits)
     return out
