@@ -126,6 +126,14 @@ def build_drafts(model, setup: Settings, seed: int) -> dict:
     return drafts
 
 
+def cost_drafts(model, setup: Settings, fixed: dict[int, list[int]], drafts: dict) -> dict:
+    """name -> (draft model, skip set) of every draft whose cost c the section measures: the model with
+    each fixed skip set, each quantized copy alone, and int8 with skipping."""
+    out = {f"skip M={m}": (model, fixed[m]) for m in setup.skip_counts}
+    out |= {name: (draft, ()) for name, draft in drafts.items()}
+    return out | {f"int8 + skip M={m}": (drafts["int8"], fixed[m]) for m in setup.quant_skips}
+
+
 def decoders(setup: Settings, fixed: dict[int, list[int]], drafts: dict, seed: int) -> dict[str, dict]:
     """name -> speculative_generate options, for every configuration the section compares."""
     common = {"threshold": setup.threshold, "max_draft": setup.max_draft}
@@ -160,11 +168,8 @@ def run(fig_dir: Path, seed: int = 0) -> Section:
     layers = redundancy(model, prompts["instruction 1"], setup.n_new)
     speed = compare_decoders(model, list(prompts.values()), setup.n_new, decoders(setup, fixed, drafts, seed))
     short = prompts["instruction 1"]
-    cost_drafts = {f"skip M={m}": (model, fixed[m]) for m in setup.skip_counts}
-    cost_drafts |= {name: (draft, ()) for name, draft in drafts.items()}
-    cost_drafts |= {f"int8 + skip M={m}": (drafts["int8"], fixed[m]) for m in setup.quant_skips}
     with tqdm(total=2, desc="costs") as bar:
-        c = draft_costs(model, short, cost_drafts, repeats=setup.cost_repeats)
+        c = draft_costs(model, short, cost_drafts(model, setup, fixed, drafts), repeats=setup.cost_repeats)
         bar.update()
         v = forward_costs(model, short, ks=range(1, setup.max_draft + 2), repeats=setup.cost_repeats)
         bar.update()
