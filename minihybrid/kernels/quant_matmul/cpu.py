@@ -3,8 +3,8 @@
 Shapes: x (M, K) float32, packed (N, K // 2) uint8 for 4 bits or (N, K) for 8 bits, scales and mins
 (N, K // group_size) float32, out (M, N) float32; all C-contiguous (leading dims of x and out are flattened).
 
-One row (a decode step) runs ``_gemv_kernel``: a parallel loop over output rows n, one pass over the weight
-row's bytes with no per-row views or row blocking (1.1-1.4x the fused kernel at one row on SmolLM2's shapes).
+One row (a decode step) runs ``_gemv_kernel``: a parallel loop over output rows n, one ``_group_dot1`` per
+group with no x-row blocking or padding (1.1-1.4x the fused kernel at one row on SmolLM2's shapes).
 Up to FUSED_ROWS rows (the k tokens of a speculative verify step) run the fused kernel: a parallel loop over
 output rows n reads each weight byte once, unpacks it in float arithmetic and multiplies it into every x
 row, four rows at a time (then two, then one). Per group only scales * (codes . x) needs the
@@ -194,21 +194,10 @@ def _gemv_kernel(x, packed, scales, mins, out, group_size, bits):
     e, q, sums = xe[0], xq[0], xs[0]
     width = packed.shape[1] // scales.shape[1]  # bytes per group
     for n in prange(packed.shape[0]):
+        p = packed[n]
         a = np.float32(0.0)
         for g in range(scales.shape[1]):
-            c0 = g * width
-            t = np.float32(0.0)
-            if bits == 8:
-                for j in range(width):
-                    t += np.float32(packed[n, c0 + j]) * e[c0 + j]
-            else:
-                u = np.float32(0.0)  # the high-nibble products: two independent sums
-                for j in range(width):
-                    f = np.float32(packed[n, c0 + j])
-                    t += f * e[c0 + j]
-                    u += np.floor(f * np.float32(0.0625)) * q[c0 + j]
-                t += u
-            a += scales[n, g] * t + mins[n, g] * sums[g]
+            a += scales[n, g] * _group_dot1(p, e, q, g * width, width, bits) + mins[n, g] * sums[g]
         out[0, n] = a
 
 
