@@ -9,7 +9,6 @@ RTOL); AdamW then turns those roundings into weight differences of the same orde
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from loopback import free_port
 from test_train_generate import periodic_stream, small_model
 
 from minihybrid import distributed, runtime
@@ -66,12 +66,6 @@ def weights(path):
 def assert_same_weights(a, b):
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=ATOL, msg=name)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_processes_follow_one_and_their_checkpoints_resume_either_way(tmp_path, monkeypatch):
