@@ -14,7 +14,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from minihybrid.compress.modules import QuantLinear, quantized_schemes, retie, set_module
+from minihybrid.compress.modules import QuantLinear, fuse_projections, quantized_schemes, retie, set_module
 from minihybrid.compress.quantize import QuantScheme
 
 
@@ -68,4 +68,4 @@ def load_quantized(model: nn.Module, path: str | os.PathLike, scheme: QuantSchem
     if missing:
         raise ValueError(f"the checkpoint lacks {len(missing)} tensors of the model, e.g. {missing[:3]}")
     model.load_state_dict(state)
-    return model
+    return fuse_projections(model)

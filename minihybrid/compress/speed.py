@@ -15,6 +15,7 @@ from torch import nn
 
 from minihybrid.compress.modules import QuantLinear
 from minihybrid.generate import generate
+from minihybrid.layers.projections import project
 from minihybrid.model import HybridLM
 from minihybrid.timing import compare
 
@@ -54,31 +55,37 @@ def forward_costs(model: HybridLM, prompt: torch.Tensor, ks=range(1, 9), repeats
     return {k: timings[k].median / timings[1].median for k in ks}
 
 
+def linear_calls(model: nn.Module) -> list:
+    """One decode step's linear-layer calls as (function of x, in_features): one per group of linears a
+    layer runs together (``FUSABLE``, through ``layers.projections.project``), one per other linear."""
+    calls, grouped = [], set()
+    for module in model.modules():
+        for names in getattr(module, "FUSABLE", ()):
+            linears = tuple(getattr(module, name) for name in names)
+            grouped.update(map(id, linears))
+            calls.append((lambda x, g=linears: project(x, g), linears[0].in_features))
+    return calls + [(m, m.in_features) for m in model.modules()
+                    if isinstance(m, (nn.Linear, QuantLinear)) and id(m) not in grouped]
+
+
 @torch.inference_mode()
 def linear_share(model: HybridLM, prompt: torch.Tensor, n_new: int) -> dict:
-    """Where a decode step's time goes: seconds per token in the linear layers (nn.Linear or QuantLinear:
-    the GEMVs) and in everything else (attention, norms, RoPE, Python), from hooks over n_new greedy steps."""
-    spent = [0.0]
-    opened: list[float] = []
-
-    def before(*_):
-        opened.append(time.perf_counter())
-
-    def after(*_):
-        spent[0] += time.perf_counter() - opened.pop()
-
-    hooks = [h for m in model.modules() if isinstance(m, (nn.Linear, QuantLinear))
-             for h in (m.register_forward_pre_hook(before), m.register_forward_hook(after))]
-    try:
-        cache = model.init_cache(1, prompt.shape[1] + n_new + 1)
-        token = model(prompt, cache=cache, last_only=True)[:, -1].argmax(-1)
-        token = model(token[:, None], cache=cache, last_only=True)[:, -1].argmax(-1)  # warm-up step
-        spent[0] = 0.0
-        t0 = time.perf_counter()
-        for _ in range(n_new):
-            token = model(token[:, None], cache=cache, last_only=True)[:, -1].argmax(-1)
-        total = time.perf_counter() - t0
-    finally:
-        for h in hooks:
-            h.remove()
-    return {"step_s": total / n_new, "linear_s": spent[0] / n_new, "other_share": 1 - spent[0] / total}
+    """Where a decode step's time goes: seconds per token in the linear layers (the GEMVs) and in everything
+    else (attention, norms, RoPE, Python). The step is timed over n_new greedy steps after prompt (1, T); the
+    linears by replaying the same calls (``linear_calls``) on one row each, n_new times."""
+    cache = model.init_cache(1, prompt.shape[1] + n_new + 1)
+    token = model(prompt, cache=cache, last_only=True)[:, -1].argmax(-1)
+    token = model(token[:, None], cache=cache, last_only=True)[:, -1].argmax(-1)  # warm-up step
+    t0 = time.perf_counter()
+    for _ in range(n_new):
+        token = model(token[:, None], cache=cache, last_only=True)[:, -1].argmax(-1)
+    total = time.perf_counter() - t0
+    calls = [(f, torch.randn(1, 1, k)) for f, k in linear_calls(model)]
+    for f, x in calls:  # warm-up replay
+        f(x)
+    t0 = time.perf_counter()
+    for _ in range(n_new):
+        for f, x in calls:
+            f(x)
+    linear = time.perf_counter() - t0
+    return {"step_s": total / n_new, "linear_s": linear / n_new, "other_share": 1 - linear / total}

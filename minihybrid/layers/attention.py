@@ -22,6 +22,7 @@ from minihybrid.kernels.attention.reference import attention_mask, position_mask
 from minihybrid.kernels.dispatch import DIFFERENTIABLE
 from minihybrid.layers import register
 from minihybrid.layers.cache import KVCache
+from minihybrid.layers.projections import project
 from minihybrid.layers.rope import Rotary
 
 
@@ -29,6 +30,8 @@ from minihybrid.layers.rope import Rotary
 class Attention(nn.Module):
     """Causal multi-head / grouped-query attention; a per-layer `window` option (tokens, incl. the current
     one) limits the view, e.g. LayerSpec("A", {"window": 128})."""
+
+    FUSABLE = (("q_proj", "k_proj", "v_proj"),)  # linears reading one input (layers/projections.py)
 
     def __init__(self, config, layer_idx: int, window: int | None = None):
         super().__init__()
@@ -57,13 +60,16 @@ class Attention(nn.Module):
     def _heads(self, qk_in: torch.Tensor, v_in: torch.Tensor, start_pos: int):
         """q (B, Hq, T, D), k and v (B, Hkv, T, D), rotated; qk_in may have batch 1 (shared by the batch)."""
         b, t, _ = v_in.shape
+        if qk_in is v_in:
+            q, k, v = project(qk_in, (self.q_proj, self.k_proj, self.v_proj))
+        else:
+            q, k, v = self.q_proj(qk_in), self.k_proj(qk_in), self.v_proj(v_in)
 
-        def heads(proj, x, n):
-            return proj(x).view(x.shape[0], t, n, self.head_dim).transpose(1, 2).expand(b, -1, -1, -1)
+        def heads(y, n):
+            return y.view(y.shape[0], t, n, self.head_dim).transpose(1, 2).expand(b, -1, -1, -1)
 
-        q, k = heads(self.q_proj, qk_in, self.n_heads), heads(self.k_proj, qk_in, self.n_kv_heads)
-        q, k = self.rotary(q, k, start_pos)
-        return q, k, heads(self.v_proj, v_in, self.n_kv_heads)
+        q, k = self.rotary(heads(q, self.n_heads), heads(k, self.n_kv_heads), start_pos)
+        return q, k, heads(v, self.n_kv_heads)
 
     def attend(self, qk_in: torch.Tensor, v_in: torch.Tensor, cache: KVCache | None, start_pos: int):
         """Queries and keys projected from qk_in (B or 1, T, d_model), values from v_in (B, T, d_model)."""

@@ -4,8 +4,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from minihybrid.layers.projections import project
+
 
 class SwiGLU(nn.Module):
+    FUSABLE = (("gate", "up"),)  # linears reading one input (layers/projections.py)
+
     def __init__(self, d_model: int, d_ff: int):
         super().__init__()
         self.gate = nn.Linear(d_model, d_ff, bias=False)
@@ -14,4 +18,5 @@ class SwiGLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, T, d_model) -> (B, T, d_model)."""
-        return self.down(F.silu(self.gate(x)) * self.up(x))
+        gate, up = project(x, (self.gate, self.up))
+        return self.down(F.silu(gate) * up)

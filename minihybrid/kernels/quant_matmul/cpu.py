@@ -222,9 +222,13 @@ def _dequantize_kernel(packed, scales, mins, w, bits):
 
 def dequantize_cpu(packed: torch.Tensor, scales: torch.Tensor, mins: torch.Tensor, bits: int) -> torch.Tensor:
     """The float32 weight (N, K), dequantized by a parallel Numba loop. No checks: callers validate."""
+    return _dequantize_arrays(packed.numpy(), scales.numpy(), mins.numpy(), bits)
+
+
+def _dequantize_arrays(packed: np.ndarray, scales: np.ndarray, mins: np.ndarray, bits: int) -> torch.Tensor:
     n, cols = packed.shape
     w = torch.empty(n, cols * (8 // bits))
-    _dequantize_kernel(packed.numpy(), scales.numpy(), mins.numpy(), w.numpy(), bits)
+    _dequantize_kernel(packed, scales, mins, w.numpy(), bits)
     return w
 
 
@@ -232,12 +236,18 @@ def quant_matmul_cpu(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor
                      out: torch.Tensor, bits: int, group_size: int) -> torch.Tensor:
     """Fill out (..., N) with x (..., K) @ W^T and return it. No checks: callers validate (contiguous CPU
     float32 x and out, uint8 packed, float32 scales and mins in the stored format, no autograd)."""
-    k = x.shape[-1]
-    x2d = x.detach().reshape(-1, k)
+    return quant_matmul_arrays(x, packed.numpy(), scales.numpy(), mins.numpy(), out, bits, group_size)
+
+
+def quant_matmul_arrays(x: torch.Tensor, packed: np.ndarray, scales: np.ndarray, mins: np.ndarray,
+                        out: torch.Tensor, bits: int, group_size: int) -> torch.Tensor:
+    """``quant_matmul_cpu`` with the stored weight as numpy arrays, for callers that keep them (a numpy view
+    per call costs about a microsecond, and a decode step makes hundreds of these calls)."""
+    x2d = x.detach().reshape(-1, x.shape[-1])
     out2d = out.view(-1, out.shape[-1])
     if x2d.shape[0] > FUSED_ROWS:
-        torch.matmul(x2d, dequantize_cpu(packed, scales, mins, bits).T, out=out2d)
+        torch.matmul(x2d, _dequantize_arrays(packed, scales, mins, bits).T, out=out2d)
     else:
         kernel = _gemv_kernel if x2d.shape[0] == 1 else _fused_kernel
-        kernel(x2d.numpy(), packed.numpy(), scales.numpy(), mins.numpy(), out2d.numpy(), group_size, bits)
+        kernel(x2d.numpy(), packed, scales, mins, out2d.numpy(), group_size, bits)
     return out
