@@ -6,7 +6,9 @@ Dimensions: B batch, T new tokens, Tk keys attended, Hq query heads, Hkv key/val
 The attention itself runs through `minihybrid.kernels.attention`, with the backend named by
 `ModelConfig.attn_backend`: "torch" (fused SDPA, autograd; the default), "reference" (the readable spec,
 autograd), "numba" or "cuda" (inference only) or "auto". A windowed decode cache is a ring buffer whose keys
-are not in position order; it always goes through SDPA with a mask built from the keys' positions.
+are not in position order; it always goes through SDPA with a mask built from the keys' positions. Decoding a
+few float32 CPU tokens into a full-attention cache (any backend but "reference") takes one fused kernel for
+rotary, the cache write and attention (``kernels/attention/decode_cpu.py``).
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ from minihybrid.checks import check_int
 from minihybrid.kernels.attention import BACKENDS
 from minihybrid.kernels.attention import attention as attention_kernel
 from minihybrid.kernels.attention.reference import attention_mask, position_mask
-from minihybrid.kernels.dispatch import DIFFERENTIABLE
+from minihybrid.kernels.dispatch import DIFFERENTIABLE, lazy, needs_grad
 from minihybrid.layers import register
 from minihybrid.layers.cache import KVCache
 from minihybrid.layers.projections import project
-from minihybrid.layers.rope import Rotary
+from minihybrid.layers.rope import Rotary, rope_tables
+
+DECODE_TOKENS = 16  # new tokens up to here take the fused decode kernel (a decode step, a verify step)
+_decode_attention = lazy("minihybrid.kernels.attention.decode_cpu", "decode_attention_cpu")  # imports numba
 
 
 @register("A")
@@ -74,12 +79,33 @@ class Attention(nn.Module):
     def attend(self, qk_in: torch.Tensor, v_in: torch.Tensor, cache: KVCache | None, start_pos: int):
         """Queries and keys projected from qk_in (B or 1, T, d_model), values from v_in (B, T, d_model)."""
         b, t, _ = v_in.shape
+        if self._decodes_fused(qk_in, v_in, cache):
+            return self.o_proj(self._decode(v_in, cache, start_pos))
         q, k, v = self._heads(qk_in, v_in, start_pos)
         key_pos = None
         if cache is not None:
             k, v, key_pos = cache.update(k, v, start_pos)
         y = self._attend(q, k, v, key_pos, start_pos)
         return self.o_proj(y.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim))
+
+    def _decodes_fused(self, qk_in: torch.Tensor, v_in: torch.Tensor, cache: KVCache | None) -> bool:
+        """True for a few float32 CPU tokens without autograd, decoding into a full-attention KVCache, with
+        queries, keys and values from one input and a backend that is not the readable "reference"."""
+        return (type(cache) is KVCache and qk_in is v_in and self.window is None
+                and self.backend != "reference" and v_in.dtype == torch.float32 and v_in.device.type == "cpu"
+                and v_in.shape[1] <= DECODE_TOKENS
+                and not (torch.is_grad_enabled() and needs_grad(v_in, *self.parameters())))
+
+    def _decode(self, x: torch.Tensor, cache: KVCache, start_pos: int) -> torch.Tensor:
+        """(B, T, d_model) -> attention output (B, T, Hq * D), rotary, cache write and attention in one
+        kernel (``kernels/attention/decode_cpu.py``)."""
+        b, t, _ = x.shape
+        heads = (self.n_heads, self.n_kv_heads, self.n_kv_heads)
+        q, k, v = (y.view(b, t, n, self.head_dim)
+                   for y, n in zip(project(x, (self.q_proj, self.k_proj, self.v_proj)), heads))
+        cos, sin = rope_tables(self.head_dim, self.rotary.base, start_pos + t, x.device, x.dtype)
+        y = _decode_attention(q, k, v, cos, sin, *cache.claim(start_pos, t), start_pos, self.head_dim ** -0.5)
+        return y.view(b, t, self.n_heads * self.head_dim)
 
     def logits(self, x: torch.Tensor, side=None) -> torch.Tensor:
         """The pre-softmax scores (B, Hq, T, T) of x (B, T, d_model) at positions 0.., -inf where masked."""

@@ -61,9 +61,7 @@ class KVCache:
         Exercise twin: ex00.decode_step (one token: this write, then attention over the returned keys).
         """
         t = k.shape[2]
-        end = start_pos + t
-        if end > self.max_len:
-            raise ValueError(f"cache holds {self.max_len} positions; writing up to {end} overflows it")
+        end = self._fit(start_pos, t)
         if self.window is None:
             self.k[:, :, start_pos:end] = k
             self.v[:, :, start_pos:end] = v
@@ -83,6 +81,21 @@ class KVCache:
         self.length = end
         self.written = max(self.written, end)
         return keys, values, key_pos
+
+    def claim(self, start_pos: int, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """For a kernel that writes positions start_pos..start_pos + t - 1 itself (full attention only):
+        record them as ``update`` would and return the whole k and v buffers (B, Hkv, capacity, D)."""
+        if self.window is not None:
+            raise ValueError("a windowed cache is a ring buffer: write it with update()")
+        self.length = self._fit(start_pos, t)
+        return self.k, self.v
+
+    def _fit(self, start_pos: int, t: int) -> int:
+        """start_pos + t, after checking that those positions fit."""
+        end = start_pos + t
+        if end > self.max_len:
+            raise ValueError(f"cache holds {self.max_len} positions; writing up to {end} overflows it")
+        return end
 
     def check_rollback(self, pos: int) -> None:
         """Raise ValueError unless rollback(pos) can restore the cache exactly."""
