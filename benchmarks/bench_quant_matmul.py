@@ -6,7 +6,8 @@
    the achieved bytes/s beside the machine's measured copy bandwidth (kernels/quant_matmul/speed.py).
 3. Model level (compress/speed.py): SmolLM2-135M greedy decode tokens/s with float32, bfloat16, int8 and int4
    weights, all timed interleaved; true weight memory; the share of a decode step outside the linear layers;
-   the cost of one forward over k = 2..8 new tokens in single-token steps (module 04's verify step).
+   the cost of one forward over k = 2..8 new tokens in single-token steps (module 04's verify step), whole
+   and of its linear layers alone.
 4. llama.cpp on the same GGUF file and prompt with 2 threads, when ``llama-cpp-python`` is installed.
 
     python benchmarks/bench_quant_matmul.py              # about 3 minutes on 2 cores
@@ -22,7 +23,7 @@ import time
 import torch
 
 from minihybrid.compress import QuantScheme, quantize_model, weight_bytes
-from minihybrid.compress.speed import decode_rates, forward_costs, linear_share
+from minihybrid.compress.speed import decode_rates, forward_costs, linear_costs, linear_share
 from minihybrid.kernels.quant_matmul import quant_matmul
 from minihybrid.kernels.quant_matmul.speed import SMOLLM2_SHAPES, copy_bandwidth, quantized_weight, time_gemv
 from minihybrid.timing import target_line
@@ -105,8 +106,9 @@ def main() -> None:
               f"{1e3 * share['linear_s']:>12.2f}{share['other_share']:>9.0%}")
     print("\nforward over k new tokens / forward over 1 (the verify cost V(k) of speculative decoding):")
     for name in ("fp32", "int4 g128"):
-        costs = forward_costs(models[name], prompt, repeats=args.repeats + 4)
-        print(f"  {name:<10}" + "  ".join(f"k={k}: {c:.2f}" for k, c in costs.items()))
+        for part, costs in (("step", forward_costs(models[name], prompt, repeats=args.repeats + 4)),
+                            ("linears", linear_costs(models[name], repeats=args.repeats + 4))):
+            print(f"  {name:<10}{part:<9}" + "  ".join(f"k={k}: {c:.2f}" for k, c in costs.items()))
     llama = llama_cpp_rate(chat, args.new_tokens)
     if llama is None:
         print("\nllama.cpp: not installed (pip install -e '.[llama]', about 15 minutes to compile)")

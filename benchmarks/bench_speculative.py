@@ -28,7 +28,7 @@ from minihybrid.generate import generate
 from minihybrid.layer_select import CLaSp
 from minihybrid.reproduce.layerskip import offline_skip_sets, prompt_set
 from minihybrid.speculative import expected_speedup, speculative_generate
-from minihybrid.speculative_speed import draft_costs, forward_costs
+from minihybrid.speculative_speed import draft_costs, forward_costs, linear_costs
 from minihybrid.timing import Spread, compare, target_line
 
 TARGET_SPEEDUP, TARGET_VERIFY = 1.3, 1.3
@@ -133,9 +133,11 @@ def main() -> None:
     c = draft_costs(model, short, {"int8 draft": (int8, ()), "int8 + CLaSp M=2": (int8, fixed[2]),
                                    "CLaSp M=6": (model, fixed[6])}, repeats=args.repeats + 4)
     c_skinny = draft_costs(skinny, short, {"skinny: int8 draft": (int8, ())}, repeats=args.repeats + 4)
+    v_linears = linear_costs(skinny, ks=range(1, 10), repeats=args.repeats + 4)
     print("\nverify cost V(k), a forward over k new tokens in single-token steps of the same model:")
-    for name, costs in (("torch linears", v), ("skinny linears", v_skinny)):
-        print(f"  {name:<16}" + "  ".join(f"k={k}: {x:.2f}" for k, x in costs.items()))
+    for name, costs in (("torch linears", v), ("skinny linears", v_skinny),
+                        ("  the linears alone", v_linears)):
+        print(f"  {name:<20}" + "  ".join(f"k={k}: {x:.2f}" for k, x in costs.items()))
     print("\ncost model E / (n c + V(n + 1)) from the measured a, n, c and V, against the measured speed-up:")
     for name, cost in (c | c_skinny).items():
         s = stats[name]

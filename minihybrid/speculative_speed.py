@@ -3,6 +3,7 @@
 
     draft_costs       c: one draft step (a cheaper model and/or skipped blocks) in full single-token steps
     forward_costs     V(k): one full forward over k new tokens in single-token steps (module 05's)
+    linear_costs      the same for the forward's linear-layer calls alone (module 05's)
     compare_decoders  plain greedy and speculative decoders on the same prompts, interleaved prompt by
                       prompt: tokens/s, speed-up, acceptance, where the time went, and the identity check
 
@@ -16,13 +17,13 @@ from collections.abc import Mapping, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from minihybrid.compress.speed import forward_costs
+from minihybrid.compress.speed import forward_costs, linear_costs
 from minihybrid.generate import decode_one_token, generate
 from minihybrid.model import HybridLM
 from minihybrid.speculative import speculative_generate
 from minihybrid.timing import compare
 
-__all__ = ["compare_decoders", "draft_costs", "forward_costs"]
+__all__ = ["compare_decoders", "draft_costs", "forward_costs", "linear_costs"]
 
 
 @torch.inference_mode()

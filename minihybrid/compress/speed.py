@@ -1,5 +1,6 @@
 """Model-level speed of compressed models: decode and prefill tokens/s, the cost of a forward over k new
-tokens against one, and the share of a decode step spent outside the linear layers.
+tokens against one (and of its linear layers alone), and the share of a decode step spent outside the linear
+layers.
 
 The reproduction, the notebook and ``benchmarks/bench_quant_matmul.py`` all measure through these functions,
 so they print the same numbers. Everything is timed by ``minihybrid.timing.compare`` (interleaved repeats).
@@ -68,6 +69,29 @@ def linear_calls(model: nn.Module) -> list:
                     if isinstance(m, (nn.Linear, QuantLinear)) and id(m) not in grouped]
 
 
+def call_inputs(model: nn.Module, calls: list, rows: int) -> list[torch.Tensor]:
+    """A random input (1, rows, in_features) per call of ``linear_calls``, in the model's dtype."""
+    dtype = next(model.parameters()).dtype
+    return [torch.randn(1, rows, width, dtype=dtype) for _, width in calls]
+
+
+def replay(calls: list, inputs: list[torch.Tensor]) -> None:
+    """Make the calls of ``linear_calls`` on these inputs (``call_inputs``)."""
+    for (f, _), x in zip(calls, inputs):
+        f(x)
+
+
+@torch.inference_mode()
+def linear_costs(model: nn.Module, ks=range(1, 9), repeats: int = 5) -> dict:
+    """k -> time of one decode step's linear-layer calls (``linear_calls``) on k rows / on one row: the part
+    of V(k) (``forward_costs``) that the matmul kernels decide."""
+    calls = linear_calls(model)
+    inputs = {k: call_inputs(model, calls, k) for k in ks}
+
+    timings = compare({k: (lambda k=k: replay(calls, inputs[k])) for k in ks}, repeats=repeats)
+    return {k: timings[k].median / timings[1].median for k in ks}
+
+
 @torch.inference_mode()
 def linear_share(model: HybridLM, prompt: torch.Tensor, n_new: int) -> dict:
     """Where a decode step's time goes: seconds per token in the linear layers (the GEMVs) and in everything
@@ -80,12 +104,11 @@ def linear_share(model: HybridLM, prompt: torch.Tensor, n_new: int) -> dict:
     for _ in range(n_new):
         token = model(token[:, None], cache=cache, last_only=True)[:, -1].argmax(-1)
     total = time.perf_counter() - t0
-    calls = [(f, torch.randn(1, 1, k)) for f, k in linear_calls(model)]
-    for f, x in calls:  # warm-up replay
-        f(x)
+    calls = linear_calls(model)
+    inputs = call_inputs(model, calls, 1)
+    replay(calls, inputs)  # warm-up
     t0 = time.perf_counter()
     for _ in range(n_new):
-        for f, x in calls:
-            f(x)
+        replay(calls, inputs)
     linear = time.perf_counter() - t0
     return {"step_s": total / n_new, "linear_s": linear / n_new, "other_share": 1 - linear / total}

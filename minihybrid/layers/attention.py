@@ -7,8 +7,8 @@ The attention itself runs through `minihybrid.kernels.attention`, with the backe
 `ModelConfig.attn_backend`: "torch" (fused SDPA, autograd; the default), "reference" (the readable spec,
 autograd), "numba" or "cuda" (inference only) or "auto". A windowed decode cache is a ring buffer whose keys
 are not in position order; it always goes through SDPA with a mask built from the keys' positions. Decoding a
-few float32 CPU tokens into a full-attention cache (any backend but "reference") takes one fused kernel for
-rotary, the cache write and attention (``kernels/attention/decode_cpu.py``).
+few float32 CPU tokens after the first position into a full-attention cache (any backend but "reference")
+takes one fused kernel for rotary, the cache write and attention (``kernels/attention/decode_cpu.py``).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class Attention(nn.Module):
     def attend(self, qk_in: torch.Tensor, v_in: torch.Tensor, cache: KVCache | None, start_pos: int):
         """Queries and keys projected from qk_in (B or 1, T, d_model), values from v_in (B, T, d_model)."""
         b, t, _ = v_in.shape
-        if self._decodes_fused(qk_in, v_in, cache):
+        if start_pos and self._decodes_fused(qk_in, v_in, cache):
             return self.o_proj(self._decode(v_in, cache, start_pos))
         q, k, v = self._heads(qk_in, v_in, start_pos)
         key_pos = None

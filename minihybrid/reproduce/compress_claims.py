@@ -48,7 +48,8 @@ def describe(setup, results: dict) -> str:
         ("A cached forward over k new tokens, in one-token forwards (the verify step of speculative "
          "decoding: module 04):"),
         markdown_table(["variant", *(f"k={k}" for k in ks)], cost_rows),
-        "Where a decode step's time goes (hooks around every linear layer):",
+        ("Where a decode step's time goes (the step timed on its own, then the same linear-layer calls "
+         "replayed on their own; q|k|v and gate|up are one call each in the quantized models):"),
         markdown_table(["variant", "ms per token", "ms in linears", "outside the linears"], share_rows),
         "Achieved sparsity of the pruned linears (every block's; the embedding and tied head stay dense):",
         markdown_table(["variant", "zeros"], pruned),
