@@ -87,7 +87,6 @@ def linear_costs(model: nn.Module, ks=range(1, 9), repeats: int = 5) -> dict:
     of V(k) (``forward_costs``) that the matmul kernels decide."""
     calls = linear_calls(model)
     inputs = {k: call_inputs(model, calls, k) for k in ks}
-
     timings = compare({k: (lambda k=k: replay(calls, inputs[k])) for k in ks}, repeats=repeats)
     return {k: timings[k].median / timings[1].median for k in ks}
 
