@@ -1,7 +1,7 @@
 """Quantized matmul: the stored format (pack/unpack, nibble order), the Numba CPU kernel against the reference
-on awkward shapes (every group size, 4 and 8 bits, symmetric and asymmetric mins, the one-row GEMV, the fused
-rows and the dequantize + BLAS path on either side of FUSED_ROWS), the reference's autograd, and the op's
-input checks."""
+on awkward shapes (every group size, 4 and 8 bits, symmetric and asymmetric mins, the one-row GEMV, the
+tiled kernel and the dequantize + BLAS path on either side of TILED_ROWS), the reference's autograd, and the
+op's input checks."""
 
 import pytest
 import torch
@@ -14,9 +14,9 @@ from minihybrid.kernels.quant_matmul import (
     quant_matmul_reference,
     unpack_codes,
 )
-from minihybrid.kernels.quant_matmul.cpu import FUSED_ROWS, dequantize_cpu, quant_matmul_cpu
+from minihybrid.kernels.quant_matmul.cpu import TILED_ROWS, dequantize_cpu, quant_matmul_cpu
 
-ROWS = (1, 2, 3, 7, 8, 9, 33)
+ROWS = (1, 2, 3, 7, 8, 9, 33, 129)
 OUTPUTS = (1, 7, 63, 100, 257)
 INPUTS = (32, 64, 96, 192, 384, 576)
 GROUPS = (32, 64, 128, None)  # None: per-channel (group_size = K)
@@ -82,16 +82,24 @@ def test_numba_matches_reference(bits, group, rows):
             check(*inputs((rows,), k, n, bits, gs, symmetric=(i + j) % 2 == 0, seed=i + j), bits, gs)
 
 
-@pytest.mark.parametrize("shape", [(2, 3), (4, 5), (1, 1, 2)], ids=["fused", "blas", "rank4"])
+@pytest.mark.parametrize("shape", [(2, 3), (3, 43), (1, 1, 2)], ids=["tiled", "blas", "rank4"])
 def test_leading_batch_dims(shape):
     x, packed, scales, mins = inputs(shape, 64, 7, 4, 32)
     assert check(x, packed, scales, mins, 4, 32).shape == (*shape, 7)
 
 
-def test_both_paths_around_fused_rows():
-    x, packed, scales, mins = inputs((FUSED_ROWS + 1,), 128, 33, 4, 32)
+def test_both_paths_around_tiled():
+    x, packed, scales, mins = inputs((TILED_ROWS + 1,), 128, 33, 4, 32)
     fused = torch.stack([check(row[None], packed, scales, mins, 4, 32)[0] for row in x])
     assert_close(check(x, packed, scales, mins, 4, 32), fused)
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_tiled_kernel_gives_each_row_the_same_bits_for_any_row_count(bits):
+    x, packed, scales, mins = inputs((TILED_ROWS,), 192, 37, bits, 64)
+    full = check(x, packed, scales, mins, bits, 64)
+    for m in (2, 3, 7, 8, 33, TILED_ROWS - 1):
+        assert torch.equal(check(x[:m], packed, scales, mins, bits, 64), full[:m])
 
 
 def test_unchecked_entry_point_fills_out():

@@ -4,7 +4,7 @@ Shapes: x (M, K) float32, w (N, K) float32, out (M, N) float32; all C-contiguous
 are flattened).
 
 A parallel loop over tiles of TILE_N weight rows; per tile, every x row in turn runs ``_tile``, one pass over
-K that keeps TILE_N dot products in flight (TILE_N vector accumulators fed by one load of x each step). The
+K that keeps TILE_N dot products in flight (``dot_tile``, also used by kernels/quant_matmul/cpu.py). The
 first x row reads the tile's weight rows from memory, the others from cache, so M rows cost one read of W
 and M passes of arithmetic. The last tile repeats W's last row in its empty slots and does not write them.
 
@@ -28,11 +28,11 @@ FASTMATH = {"reassoc", "contract"}
 
 
 @njit(fastmath=FASTMATH, cache=True, inline="always")
-def _tile(xr, w, out, m, n0):
-    """out[m, n0:n0 + 8] = W[n0:n0 + 8] @ x row xr; slots past N repeat W's last row and are not written."""
-    last = w.shape[0] - 1
-    w0, w1, w2, w3 = w[n0], w[min(n0 + 1, last)], w[min(n0 + 2, last)], w[min(n0 + 3, last)]
-    w4, w5, w6, w7 = w[min(n0 + 4, last)], w[min(n0 + 5, last)], w[min(n0 + 6, last)], w[min(n0 + 7, last)]
+def dot_tile(xr, w, r0, last):
+    """The 8 dot products of x row xr (K,) with rows r0..r0 + 7 of w (N, K), rows past ``last`` repeating
+    row ``last``: TILE_N vector accumulators fed by one load of x each step."""
+    w0, w1, w2, w3 = w[r0], w[min(r0 + 1, last)], w[min(r0 + 2, last)], w[min(r0 + 3, last)]
+    w4, w5, w6, w7 = w[min(r0 + 4, last)], w[min(r0 + 5, last)], w[min(r0 + 6, last)], w[min(r0 + 7, last)]
     a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.float32(0.0)
     for j in range(xr.shape[0]):
         v = xr[j]
@@ -44,9 +44,16 @@ def _tile(xr, w, out, m, n0):
         a5 += w5[j] * v
         a6 += w6[j] * v
         a7 += w7[j] * v
-    for i, a in enumerate((a0, a1, a2, a3, a4, a5, a6, a7)):
-        if n0 + i <= last:
-            out[m, n0 + i] = a
+    return a0, a1, a2, a3, a4, a5, a6, a7
+
+
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _tile(xr, w, out, m, n0):
+    """out[m, n0:n0 + 8] = W[n0:n0 + 8] @ x row xr; slots past N are not written."""
+    last = w.shape[0] - 1
+    a = dot_tile(xr, w, n0, last)
+    for i in range(min(TILE_N, last + 1 - n0)):
+        out[m, n0 + i] = a[i]
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
