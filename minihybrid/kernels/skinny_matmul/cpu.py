@@ -31,9 +31,11 @@ GROUP_MIN = 4  # from this many x rows, the first 8 run as a group (padded below
 
 
 @njit(fastmath=FASTMATH, cache=True, inline="always")
-def dot8(v, r0, r1, r2, r3, r4, r5, r6, r7):
-    """The 8 dot products of v (K,) with r0..r7 (K,): 8 vector accumulators fed by one load of v each step.
-    The one loop every output of this kernel (and of kernels/quant_matmul/cpu.py) is summed by."""
+def dot8(v, rows8):
+    """The 8 dot products of v (K,) with the 8 arrays (K,) of the tuple rows8: 8 vector accumulators fed by
+    one load of v each step. The one loop every output of this kernel (and of kernels/quant_matmul/cpu.py) is
+    summed by."""
+    r0, r1, r2, r3, r4, r5, r6, r7 = rows8
     a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.float32(0.0)
     for j in range(v.shape[0]):
         s = v[j]
@@ -49,27 +51,24 @@ def dot8(v, r0, r1, r2, r3, r4, r5, r6, r7):
 
 
 @njit(fastmath=FASTMATH, cache=True, inline="always")
-def dot_tile(v, rows, r0, last):
-    """``dot8`` of v with rows r0..r0 + 7 of ``rows`` (R, K), slots past ``last`` repeating row ``last``."""
-    return dot8(v, rows[r0], rows[min(r0 + 1, last)], rows[min(r0 + 2, last)], rows[min(r0 + 3, last)],
-                rows[min(r0 + 4, last)], rows[min(r0 + 5, last)], rows[min(r0 + 6, last)],
-                rows[min(r0 + 7, last)])
+def tile_rows(rows, r0, last):
+    """Views of rows r0..r0 + 7 of ``rows`` (R, K), slots past ``last`` repeating row ``last``."""
+    return (rows[r0], rows[min(r0 + 1, last)], rows[min(r0 + 2, last)], rows[min(r0 + 3, last)],
+            rows[min(r0 + 4, last)], rows[min(r0 + 5, last)], rows[min(r0 + 6, last)],
+            rows[min(r0 + 7, last)])
 
 
 @njit(fastmath=FASTMATH, cache=True, inline="always")
-def _group_rows(x):
-    """Views of x rows 0..7, past M repeating the last row."""
-    last = x.shape[0] - 1
-    return (x[0], x[min(1, last)], x[min(2, last)], x[min(3, last)], x[min(4, last)], x[min(5, last)],
-            x[min(6, last)], x[min(7, last)])
+def dot_tile(v, rows, r0, last):
+    """``dot8`` of v with rows r0..r0 + 7 of ``rows`` (``tile_rows``)."""
+    return dot8(v, tile_rows(rows, r0, last))
 
 
 @njit(fastmath=FASTMATH, cache=True, inline="always")
 def _group_pass(w, out, n0, n1, xs):
     """out[:8, n0:n1] (the rows that exist) for the group's x rows xs: each weight row read once for all 8."""
-    x0, x1, x2, x3, x4, x5, x6, x7 = xs
     for n in range(n0, n1):
-        a = dot8(w[n], x0, x1, x2, x3, x4, x5, x6, x7)
+        a = dot8(w[n], xs)
         for i in range(min(TILE_N, out.shape[0])):
             out[i, n] = a[i]
 
@@ -79,7 +78,7 @@ def _kernel(x, w, out):
     """out (M, N) = x (M, K) @ W^T in one parallel pass over tiles of TILE_N weight rows."""
     m, n_out = x.shape[0], w.shape[0]
     grouped = min(m, TILE_N) if m >= GROUP_MIN else 0  # x rows 0..7 run as one group
-    xs = _group_rows(x)  # views made once per call, not once per tile
+    xs = tile_rows(x, 0, m - 1)  # x rows 0..7: views made once per call, not once per tile
     for t in prange((n_out + TILE_N - 1) // TILE_N):
         n0 = t * TILE_N
         n1 = min(n0 + TILE_N, n_out)
