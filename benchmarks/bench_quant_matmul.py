@@ -8,7 +8,8 @@
    weights, all timed interleaved; true weight memory; the share of a decode step outside the linear layers;
    the cost of one forward over k = 2..8 new tokens in single-token steps (module 04's verify step), whole
    and of its linear layers alone.
-4. llama.cpp on the same GGUF file and prompt with 2 threads, when ``llama-cpp-python`` is installed.
+4. llama.cpp on the same GGUF file and prompt with 2 threads, when ``llama-cpp-python`` is installed: its
+   decode tokens/s and its own V(k), the cost of a forward over k new tokens with its int8-dot kernels.
 
     python benchmarks/bench_quant_matmul.py              # about 3 minutes on 2 cores
     python benchmarks/bench_quant_matmul.py --repeats 5 --new-tokens 64
@@ -26,7 +27,7 @@ from minihybrid.compress import QuantScheme, quantize_model, weight_bytes
 from minihybrid.compress.speed import decode_rates, forward_costs, linear_costs, linear_share
 from minihybrid.kernels.quant_matmul import quant_matmul
 from minihybrid.kernels.quant_matmul.speed import SMOLLM2_SHAPES, copy_bandwidth, quantized_weight, time_gemv
-from minihybrid.timing import target_line
+from minihybrid.timing import compare, target_line
 
 TARGET_VS_FP32, TARGET_VS_BF16, TARGET_MEMORY = 1.5, 1.0, 0.3
 PROMPT = "Explain in a few sentences why the sky is blue."
@@ -57,16 +58,20 @@ def kernels(repeats: int, bandwidth: float) -> None:
                       f"{r['ratio'].format():>20}{r['quant_gbps']:>7.1f}{r['quant_gbps'] / bandwidth:>9.0%}")
 
 
-def llama_cpp_rate(prompt: str, n_new: int) -> float | None:
-    """llama.cpp's greedy tokens/s on the same GGUF with 2 threads (median of 3 runs), or None when it is not
-    installed."""
+def load_llama_cpp(**options):
+    """llama.cpp's Llama on the same GGUF, 2 threads; None when ``llama-cpp-python`` is not installed."""
     try:
         from llama_cpp import Llama
     except ImportError:
         return None
     from minihybrid.data.fetch import smollm2_gguf_path
 
-    llm = Llama(model_path=str(smollm2_gguf_path()), n_threads=2, n_ctx=512, verbose=False)
+    return Llama(model_path=str(smollm2_gguf_path()), n_threads=2, n_threads_batch=2, n_ctx=512,
+                 verbose=False, **options)
+
+
+def llama_cpp_rate(llm, prompt: str, n_new: int) -> float:
+    """llama.cpp's greedy tokens/s (median of 3 runs), prefill included as in ours."""
     llm(prompt, max_tokens=4, temperature=0.0)  # warm-up
     rates = []
     for _ in range(3):
@@ -75,6 +80,24 @@ def llama_cpp_rate(prompt: str, n_new: int) -> float | None:
         out = llm(prompt, max_tokens=n_new, temperature=0.0)
         rates.append(out["usage"]["completion_tokens"] / (time.perf_counter() - start))
     return sorted(rates)[1]
+
+
+def llama_cpp_forward_costs(llm, prompt: str, ks=range(1, 9), repeats: int = 7) -> dict:
+    """llama.cpp's V(k), as ``forward_costs`` measures ours: k -> time of one forward over k new tokens after
+    the prompt (logits at every position, as a verify step needs them) / time of a forward over 1. ``llm``
+    keeps all logits (``logits_all=True``)."""
+    tokens = llm.tokenize(prompt.encode())
+    llm.reset()
+    llm.eval(tokens)
+    start = llm.n_tokens
+    new = tokens[::-1][:max(ks)]
+
+    def step(k):
+        llm.n_tokens = start  # eval drops the cache past n_tokens: the rollback
+        llm.eval(new[:k])
+
+    timings = compare({k: (lambda k=k: step(k)) for k in ks}, repeats=repeats)
+    return {k: timings[k].median / timings[1].median for k in ks}
 
 
 def main() -> None:
@@ -109,12 +132,15 @@ def main() -> None:
         for part, costs in (("step", forward_costs(models[name], prompt, repeats=args.repeats + 4)),
                             ("linears", linear_costs(models[name], repeats=args.repeats + 4))):
             print(f"  {name:<10}{part:<9}" + "  ".join(f"k={k}: {c:.2f}" for k, c in costs.items()))
-    llama = llama_cpp_rate(chat, args.new_tokens)
-    if llama is None:
+    llm = load_llama_cpp()
+    if llm is None:
         print("\nllama.cpp: not installed (pip install -e '.[llama]', about 15 minutes to compile)")
     else:
-        print(f"\nllama.cpp, same GGUF and prompt, 2 threads: {llama:.1f} tok/s; ours int4: "
+        llama = llama_cpp_rate(llm, chat, args.new_tokens)
+        print(f"\nllama.cpp, same GGUF (Q4_1) and prompt, 2 threads: {llama:.1f} tok/s; ours int4: "
               f"{rates['int4 g128']:.1f} ({rates['int4 g128'] / llama:.2f}x)")
+        costs = llama_cpp_forward_costs(load_llama_cpp(logits_all=True), chat, repeats=args.repeats + 4)
+        print("  llama.cpp step     " + "  ".join(f"k={k}: {c:.2f}" for k, c in costs.items()))
     print()
     int4 = rates["int4 g128"]
     print(target_line("int4 decode vs fp32 (speedup)", int4 / rates["fp32"], ">=", TARGET_VS_FP32))
