@@ -11,6 +11,12 @@ the group run ``dot8(x[m], the tile's 8 weight rows)`` while the tile is still i
 matrices, 41 interleaved repeats, in one-row passes: 6 rows cost 1.19 grouped against 1.34 one x row at a
 time, 9 rows 1.43 against 1.63, 16 rows 2.08 against 2.21; 2 and 3 rows gain nothing.
 
+Slower, measured over the same shapes: 2 x rows by 4 weight rows per loop (one call site, so batch invariant
+too; 9 rows 7% slower) and software prefetch of the weight rows 2 to 16 rows ahead (llvm.prefetch into L1 or
+L2; 8 rows 12% slower). dot8 over 8 cached rows does about 79 billion multiply-adds per second on the 2 cores,
+so 8 rows' arithmetic alone is about 0.7 of a one-row pass: it is the overlap with the weight stream that is
+missing, and neither variant brought it.
+
 Batch invariance: out[m, n] is always the ``dot8`` loop over x[m] and w[n], whichever operand it shares and
 whichever slot holds it. Each call site inlines the same loop body, which LLVM vectorizes the same way
 (the same lanes, summed in the same order), and a product r[j] * s is the same bits either way round. So
