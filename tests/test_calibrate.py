@@ -15,7 +15,7 @@ def tiny_model(pattern="AA", seed=0) -> HybridLM:
     return HybridLM(config).eval()
 
 
-def windows(n=5, seq_len=12, seed=0) -> torch.Tensor:
+def windows(n=8, seq_len=12, seed=0) -> torch.Tensor:
     return torch.randint(61, (n, seq_len), generator=torch.Generator().manual_seed(seed))
 
 
@@ -120,3 +120,10 @@ def test_bad_walk_inputs():
         for_each_block(model, torch.zeros(4, 40, dtype=torch.long), lambda *a: None)  # > max_seq_len
     with pytest.raises(ValueError, match="batch_size"):
         for_each_block(model, windows(), lambda *a: None, batch_size=0)
+
+
+def test_fewer_tokens_than_a_linear_has_inputs_warn():
+    model = tiny_model()
+    widest = max(m.in_features for m in model.modules() if isinstance(m, nn.Linear))
+    with pytest.warns(UserWarning, match=f"3 calibration tokens give a {widest}-input linear a Hessian"):
+        for_each_block(model, torch.zeros(1, 3, dtype=torch.long), lambda *a: None)

@@ -7,6 +7,7 @@ from torch import nn
 from minihybrid import HybridLM, ModelConfig
 from minihybrid.compress import QuantEmbedding, QuantLinear, QuantScheme, quantize_model, weight_bytes
 from minihybrid.compress.modules import linear_names
+from minihybrid.compress.quantize import quantize_weight
 
 
 def tiny_model(tie=True) -> HybridLM:
@@ -58,3 +59,21 @@ def test_bias_is_refused():
     model = nn.Sequential(nn.Linear(32, 8))
     with pytest.raises(ValueError, match="has a bias"):
         quantize_model(model, QuantScheme())
+
+
+def test_a_refused_weight_is_named_and_leaves_the_model_as_it_was():
+    model = tiny_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    wrong = quantize_weight(torch.randn(10, 32), QuantScheme(4, 32))
+    with pytest.raises(ValueError, match=r"the weight given for blocks.0.mixer.o_proj is \(10, 32\)"):
+        quantize_model(model, QuantScheme(4, 32), weights={"blocks.0.mixer.o_proj": wrong})
+    assert not any(isinstance(m, QuantLinear) for m in model.modules())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_linears_whose_inputs_do_not_split_take_a_smaller_group_with_a_warning():
+    model = HybridLM(ModelConfig(vocab_size=64, d_model=96, n_heads=4, n_kv_heads=2, pattern="A",
+                                 max_seq_len=32)).eval()
+    with pytest.warns(UserWarning, match=r"linears take a smaller group than int4 g64 sym.*int4 g32 sym x"):
+        quantize_model(model, QuantScheme(4, 64))
+    assert {m.scheme.group_size for m in model.modules() if isinstance(m, QuantLinear)} >= {32}

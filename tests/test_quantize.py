@@ -1,5 +1,6 @@
 """RTN quantization: the scheme's checks, fitted groups, codes, and the stored weight's round trip."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -57,11 +58,21 @@ def test_given_scales_are_used():
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"bits": 3}, "bits must be one of"),
+    ({"bits": 4.0}, "bits must be one of"),
+    ({"bits": True}, "bits must be one of"),
     ({"group_size": 48}, "group_size must be one of"),
+    ({"group_size": 128.0}, "group_size must be one of"),
 ])
 def test_bad_scheme(kwargs, message):
     with pytest.raises(ValueError, match=message):
         QuantScheme(**kwargs)
+
+
+def test_scheme_takes_numpy_integers_as_ints_and_refuses_a_non_bool_symmetric():
+    scheme = QuantScheme(np.int64(4), np.int32(64))
+    assert scheme == QuantScheme(4, 64) and type(scheme.bits) is int and type(scheme.group_size) is int
+    with pytest.raises(TypeError, match="symmetric must be True or False"):
+        QuantScheme(symmetric="no")
 
 
 def test_inputs_not_divisible_by_the_group_and_bad_shapes():
@@ -69,5 +80,19 @@ def test_inputs_not_divisible_by_the_group_and_bad_shapes():
         quantize_weight(torch.randn(4, 100), QuantScheme(4, 32))
     with pytest.raises(ValueError, match="do not split into groups of 9"):
         quantize_weight(torch.randn(4, 9), QuantScheme(4, None))  # per-channel int4 needs an even K
-    with pytest.raises(ValueError, match=r"must be \(N, K\)"):
+    with pytest.raises(ValueError, match=r"must be a non-empty \(N, K\)"):
         quantize_weight(torch.randn(4), QuantScheme())
+    with pytest.raises(ValueError, match=r"must be a non-empty \(N, K\)"):
+        quantize_weight(torch.empty(0, 64), QuantScheme(4, 32))
+
+
+def test_non_finite_weights_and_mismatched_scales_are_refused():
+    w = torch.randn(4, 64)
+    w[1, 3] = float("nan")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        quantize_weight(w, QuantScheme(4, 32))
+    w[1, 3] = 0.0
+    with pytest.raises(ValueError, match=r"must be \(4, 2\) for a \(4, 64\) weight in int4 g32 sym"):
+        quantize_weight(w, QuantScheme(4, 32), torch.ones(4, 1), torch.zeros(4, 1))
+    with pytest.raises(ValueError, match="both scales and mins, or neither"):
+        quantize_weight(w, QuantScheme(4, 32), scales=torch.ones(4, 2))

@@ -11,6 +11,7 @@ diag(H) / 2 is the mean of x_j^2, so H serves GPTQ (the whole matrix) and Wanda 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from functools import lru_cache
 
@@ -106,6 +107,11 @@ def for_each_block(model: nn.Module, windows: torch.Tensor, visit: Visit,
     time. Returns (n, T, d): the last block's outputs, i.e. the final norm's inputs."""
     model.check_ids(windows, name="windows")
     check_int("batch_size", batch_size)
+    widest = max((m.in_features for m in model.modules() if isinstance(m, nn.Linear)), default=0)
+    if windows.numel() < widest:
+        warnings.warn(f"{windows.numel()} calibration tokens give a {widest}-input linear a Hessian of rank "
+                      f"at most {windows.numel()}: its statistics are mostly damping; calibrate on at least "
+                      f"{widest} tokens", stacklevel=3)
     batches = list(windows.to(model.norm.weight.device).split(batch_size))
     hidden = [model.embed(ids) for ids in batches]
     for index, block in enumerate(tqdm(model.blocks, desc="calibrate", unit="block")):

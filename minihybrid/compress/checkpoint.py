@@ -32,7 +32,8 @@ def load_quantized(model: nn.Module, path: str | os.PathLike, scheme: QuantSchem
 
     scheme: when given, every quantized module in the file must use it (scheme.for_inputs of its shape).
     Raises ValueError on a corrupt file, a module the model lacks, a shape or a scheme that does not match;
-    TypeError when the file quantizes a module that is not a linear in this model."""
+    TypeError when the file quantizes a module that is not a linear in this model. A refused file leaves the
+    model as it was."""
     try:
         with safe_open(os.fspath(path), framework="pt") as f:
             metadata = f.metadata() or {}
@@ -41,25 +42,46 @@ def load_quantized(model: nn.Module, path: str | os.PathLike, scheme: QuantSchem
         raise ValueError(f"cannot read quantized checkpoint {os.fspath(path)!r}: {err}") from err
     if "quantized" not in metadata:
         raise ValueError(f"{os.fspath(path)!r} has no 'quantized' metadata: not written by save_quantized")
-    for name, fields in json.loads(metadata["quantized"]).items():
-        saved = QuantScheme(**fields)
-        try:
-            linear = model.get_submodule(name)
-        except AttributeError as err:
-            raise ValueError(f"the checkpoint quantizes {name}, which this model does not have") from err
-        if not isinstance(linear, (nn.Linear, QuantLinear)):
-            raise TypeError(f"the checkpoint quantizes {name}, a {type(linear).__name__} in this model")
-        shape = (linear.out_features, linear.in_features)
-        if scheme is not None and saved != scheme.for_inputs(shape[1]):
-            raise ValueError(f"{name} was saved as {saved.name}, expected {scheme.for_inputs(shape[1]).name}")
-        packed = state.get(f"{name}.packed")
-        if packed is None or tuple(packed.shape) != (shape[0], shape[1] * saved.bits // 8):
-            found = None if packed is None else tuple(packed.shape)
-            raise ValueError(f"{name}: the checkpoint's packed codes {found} do not fit a {shape} weight "
-                             f"in {saved.name}")
-        set_module(model, name, QuantLinear.empty(*shape, saved))
-    retie(model)
-    expected = model.state_dict()
+    swapped = []  # (name, the module a QuantLinear replaced): put back when the file does not fit the model
+    try:
+        for name, fields in json.loads(metadata["quantized"]).items():
+            shape, saved = _fitting_shape(model, name, QuantScheme(**fields), scheme, state)
+            swapped.append((name, model.get_submodule(name)))
+            set_module(model, name, QuantLinear.empty(*shape, saved))
+        if isinstance(getattr(model, "embed", None), nn.Module):
+            swapped.append(("embed", model.embed))
+        retie(model)
+        _check_state(model.state_dict(), state)
+    except (ValueError, TypeError):
+        for name, module in reversed(swapped):
+            set_module(model, name, module)
+        raise
+    model.load_state_dict(state)
+    return fuse_projections(model)
+
+
+def _fitting_shape(model: nn.Module, name: str, saved: QuantScheme, scheme: QuantScheme | None,
+                   state: dict) -> tuple[tuple[int, int], QuantScheme]:
+    """(out, in) of the model's linear `name` and its saved scheme, once the file's codes fit both."""
+    try:
+        linear = model.get_submodule(name)
+    except AttributeError as err:
+        raise ValueError(f"the checkpoint quantizes {name}, which this model does not have") from err
+    if not isinstance(linear, (nn.Linear, QuantLinear)):
+        raise TypeError(f"the checkpoint quantizes {name}, a {type(linear).__name__} in this model")
+    shape = (linear.out_features, linear.in_features)
+    if scheme is not None and saved != scheme.for_inputs(shape[1]):
+        raise ValueError(f"{name} was saved as {saved.name}, expected {scheme.for_inputs(shape[1]).name}")
+    packed = state.get(f"{name}.packed")
+    if packed is None or tuple(packed.shape) != (shape[0], shape[1] * saved.bits // 8):
+        found = None if packed is None else tuple(packed.shape)
+        raise ValueError(f"{name}: the checkpoint's packed codes {found} do not fit a {shape} weight "
+                         f"in {saved.name}")
+    return shape, saved
+
+
+def _check_state(expected: dict, state: dict) -> None:
+    """Every tensor of the file has a place of its shape in the model, and the model lacks none."""
     for key, tensor in state.items():
         if key not in expected or expected[key].shape != tensor.shape:
             found = "absent" if key not in expected else tuple(expected[key].shape)
@@ -67,5 +89,3 @@ def load_quantized(model: nn.Module, path: str | os.PathLike, scheme: QuantSchem
     missing = sorted(set(expected) - set(state))
     if missing:
         raise ValueError(f"the checkpoint lacks {len(missing)} tensors of the model, e.g. {missing[:3]}")
-    model.load_state_dict(state)
-    return fuse_projections(model)

@@ -11,7 +11,9 @@ the Hessian of the layer's output error ||X W^T - X Wq^T||^2 with respect to a r
        CURRENT columns (already moved by earlier errors); q = s * clamp(round((w_i - m) / s)) + m;
        err = (w_i - q) / U[i, i]; W[:, i:] -= err U[i, i:]
 Step 4 runs in blocks of `block_columns` columns: inside a block the updates are applied column by column,
-and the block's errors reach the later columns in one matmul at its end. Per-channel schemes fit s and m
+and the block's errors reach the later columns in one matmul at its end. One difference from the reference
+code: it fits a group that starts inside a block on W, which lacks the updates made earlier in that block;
+here the fit sees them (the two differ only for groups smaller than a block). Per-channel schemes fit s and m
 once, on the whole W after step 1. With H = I, U is diagonal, nothing propagates, and GPTQ is RTN.
 
 gptq_model quantizes a HybridLM this way block by block (`calibrate.for_each_block`), so each block's H

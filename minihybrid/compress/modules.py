@@ -10,6 +10,8 @@ that took a decode step from 39.6 to 32.5 ms (the calls' launch and Python cost 
 
 from __future__ import annotations
 
+import warnings
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
@@ -175,17 +177,30 @@ def quantize_model(model: nn.Module, scheme: QuantScheme, weights: Weights | Non
     """Swap every nn.Linear whose name passes `include` for a QuantLinear, in place; returns the model.
 
     weights: already-quantized weights by module name (e.g. from GPTQ); the others are RTN-quantized, each
-    with scheme.for_inputs(its inputs). A HybridLM whose head is tied to its embedding gets a QuantEmbedding
-    reading the quantized head. Linears reading one input are stored together (``fuse_projections``)."""
+    with scheme.for_inputs(its inputs): a linear whose inputs do not split into the scheme's groups takes the
+    largest smaller group size that fits, with a warning that counts them. A HybridLM whose head is tied to
+    its embedding gets a QuantEmbedding reading the quantized head. Linears reading one input are stored
+    together (``fuse_projections``)."""
     weights = weights or {}
-    for name in linear_names(model):
-        if include(name):
-            linear = model.get_submodule(name)
-            if linear.bias is not None:
-                raise ValueError(f"{name} has a bias; QuantLinear quantizes bias-free linears only")
-            own = scheme.for_inputs(linear.in_features)
-            qweight = weights[name] if name in weights else quantize_weight(linear.weight, own)
-            set_module(model, name, QuantLinear(qweight))
+    built, smaller = {}, Counter()
+    for name in linear_names(model):  # all built before the first swap: a refused call changes nothing
+        if not include(name):
+            continue
+        linear = model.get_submodule(name)
+        shape = (linear.out_features, linear.in_features)
+        if linear.bias is not None:
+            raise ValueError(f"{name} has a bias; QuantLinear quantizes bias-free linears only")
+        if name in weights and weights[name].shape != shape:
+            raise ValueError(f"the weight given for {name} is {weights[name].shape}, the linear {shape}")
+        own = scheme.for_inputs(linear.in_features)
+        smaller[own.name] += own != scheme
+        built[name] = QuantLinear(weights[name] if name in weights else quantize_weight(linear.weight, own))
+    for name, module in built.items():
+        set_module(model, name, module)
+    if +smaller:
+        warnings.warn(f"{sum(smaller.values())} of {len(built)} linears take a smaller group than "
+                      f"{scheme.name}, their inputs not splitting into {scheme.group_size}: "
+                      + ", ".join(f"{n} x {count}" for n, count in smaller.items() if count), stacklevel=2)
     retie(model)
     return fuse_projections(model)
 

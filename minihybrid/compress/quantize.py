@@ -11,6 +11,7 @@ An all-zero group gets s = 1 (any scale reproduces it exactly).
 
 from __future__ import annotations
 
+import operator
 from dataclasses import asdict, dataclass, replace
 
 import torch
@@ -27,11 +28,16 @@ class QuantScheme:
     symmetric: bool = True
 
     def __post_init__(self) -> None:
-        if self.bits not in BITS:
+        bits, group_size = _integer(self.bits), _integer(self.group_size)
+        if type(bits) is not int or bits not in BITS:
             raise ValueError(f"bits must be one of {BITS}, got {self.bits!r}")
-        if self.group_size not in GROUP_SIZES:
+        if not (group_size is None or type(group_size) is int) or group_size not in GROUP_SIZES:
             raise ValueError(f"group_size must be one of {GROUP_SIZES} (None = per-channel), "
                              f"got {self.group_size!r}")
+        object.__setattr__(self, "bits", bits)  # a numpy integer becomes an int (the file's JSON needs one)
+        object.__setattr__(self, "group_size", group_size)
+        if not isinstance(self.symmetric, bool):
+            raise TypeError(f"symmetric must be True or False, got {self.symmetric!r}")
 
     @property
     def name(self) -> str:
@@ -58,6 +64,16 @@ class QuantScheme:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _integer(value):
+    """An integer-like value (int, numpy integer; not a bool) as an int; anything else as it is."""
+    if isinstance(value, bool):
+        return value
+    try:
+        return operator.index(value)
+    except TypeError:
+        return value
 
 
 def fit_groups(w: torch.Tensor, scheme: QuantScheme) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,9 +131,17 @@ def quantize_weight(w: torch.Tensor, scheme: QuantScheme, scales: torch.Tensor |
     """RTN-quantize W (N, K) under `scheme`, with groups fitted to W unless scales and mins are given.
 
     Exercise twin: ex05.quantize_groups (returning the codes unpacked, with scales and mins)."""
-    if w.dim() != 2:
-        raise ValueError(f"a weight must be (N, K), got shape {tuple(w.shape)}")
-    if scales is None or mins is None:
+    if w.dim() != 2 or not w.numel():
+        raise ValueError(f"a weight must be a non-empty (N, K), got shape {tuple(w.shape)}")
+    if not torch.isfinite(w).all():
+        raise ValueError("the weight holds NaN or inf, which no scale can quantize")
+    if (scales is None) != (mins is None):
+        raise ValueError("give both scales and mins, or neither (then both are fitted to the weight)")
+    if scales is None:
         scales, mins = fit_groups(w, scheme)
+    groups = (w.shape[0], w.shape[1] // scheme.group_of(w.shape[1]))
+    if tuple(scales.shape) != groups or tuple(mins.shape) != groups:
+        raise ValueError(f"scales {tuple(scales.shape)} and mins {tuple(mins.shape)} must be {groups} for a "
+                         f"{tuple(w.shape)} weight in {scheme.name}")
     codes = quantize_codes(w, scales, mins, scheme.bits)
     return QuantizedWeight(pack_codes(codes, scheme.bits), scales.contiguous(), mins.contiguous(), scheme)

@@ -42,7 +42,9 @@ def describe(setup, results: dict) -> str:
          "tokens. Quantized linears run the Numba kernels of `kernels/quant_matmul` on the packed codes; "
          "pruned models are float32 with zeros (no sparse kernel). The file was stored as Q4_1 (4-bit "
          "codes in groups of 32, each with a float scale and minimum), so float32 here is a 4-bit model "
-         "written out, and every scheme re-quantizes it onto another grid."),
+         "written out, and every scheme re-quantizes it onto another grid. Under g128, the linears with 576 "
+         "inputs (all but the MLP down projections, 80% of the weights) take groups of 64: 576 does not "
+         "split into 128."),
         markdown_table(["variant", "what", "ppl", "weights MB", "x fp32", "decode tok/s", "x fp32",
                         "prefill tok/s", "build s"], table),
         ("A cached forward over k new tokens, in one-token forwards (the verify step of speculative "
