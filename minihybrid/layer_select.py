@@ -23,6 +23,7 @@ Policies (what `minihybrid.speculative.speculative_generate` asks for the draft'
 
 from __future__ import annotations
 
+import operator
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -133,7 +134,7 @@ class FixedSkip(NoSkip):
     """The same skip set for every round."""
 
     def __init__(self, skip_set: Iterable[int]):
-        self.skip_set = tuple(sorted(set(skip_set)))
+        self.skip_set = block_indices(skip_set)
 
     def start(self, model: HybridLM) -> None:
         check_skip_set(model, self.skip_set)
@@ -197,10 +198,33 @@ def check_n_skip(model: HybridLM, n_skip: int) -> None:
                          f"{len(model.blocks) - 1}")
 
 
+def block_indices(skip_set: Iterable[int]) -> tuple[int, ...]:
+    """skip_set's distinct values, sorted, as ints: any integer-like values (Python, NumPy or one-element
+    torch integers); TypeError for anything else, bools and floats included."""
+    if isinstance(skip_set, (str, bytes)) or not isinstance(skip_set, Iterable):
+        raise TypeError(f"a skip set must be an iterable of block indices, got {type(skip_set).__name__}")
+    items = list(skip_set)
+    bad = [i for i in items if not is_index(i)]
+    if bad:
+        raise TypeError(f"skip set {items}: {bad} are not integers (block indices)")
+    return tuple(sorted({operator.index(i) for i in items}))
+
+
+def is_index(value) -> bool:
+    """Whether value is an integer that operator.index accepts, not a bool (Python, NumPy or torch)."""
+    if isinstance(value, bool) or (isinstance(value, torch.Tensor) and value.dtype == torch.bool):
+        return False
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return True
+
+
 def check_skip_set(model: HybridLM, skip_set: Sequence[int]) -> None:
-    """Block indices in range, not every block."""
+    """Block indices (ints, see `block_indices`) in range, not every block."""
     n = len(model.blocks)
-    bad = [i for i in skip_set if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n]
+    bad = [i for i in skip_set if not 0 <= i < n]
     if bad:
         raise ValueError(f"skip set {list(skip_set)}: {bad} are not block indices in 0..{n - 1}")
     check_n_skip(model, len(set(skip_set)))

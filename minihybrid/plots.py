@@ -183,11 +183,13 @@ def draw_val_losses(ax: Axes, histories: dict, unit: str = "nats / byte") -> Non
     ax.grid(alpha=0.3)
 
 
-def draw_per_layer(ax: Axes, series: dict[str, Sequence[float | None]], ylabel: str, log: bool = True):
-    """One line per model of a per-block quantity (None where a block has none), block 1 at the left."""
+def draw_per_layer(ax: Axes, series: dict[str, Sequence[float | None]], ylabel: str, log: bool = True,
+                   first: int = 1):
+    """One line per model of a per-block quantity (None where a block has none), the first block at the left
+    numbered `first` (0: as skip sets and block indices count)."""
     ax.clear()
     for name, values in series.items():
-        points = [(i + 1, v) for i, v in enumerate(values) if v is not None]
+        points = [(first + i, v) for i, v in enumerate(values) if v is not None]
         ax.plot(*zip(*points), marker="o", label=name)
     if log:
         ax.set_yscale("log")

@@ -71,7 +71,15 @@ def accept_sampled(drafted: torch.Tensor, q: torch.Tensor, p: torch.Tensor,
 
 
 def expected_speedup(acceptance: float, n_draft: float, draft_cost: float, verify_cost: float) -> float:
-    """E / (n c + V): tokens per round over its cost in full single-token steps (module docstring)."""
+    """E / (n c + V): tokens per round over its cost in full single-token steps (module docstring).
+
+    acceptance a in [0, 1], n_draft n >= 0, draft_cost c >= 0, verify_cost V > 0."""
+    check_number("acceptance", acceptance)
+    if acceptance > 1:
+        raise ValueError(f"acceptance must be a probability in [0, 1], got {acceptance}")
+    check_number("n_draft", n_draft)
+    check_number("draft_cost", draft_cost)
+    check_number("verify_cost", verify_cost, inclusive=False)
     tokens = n_draft + 1 if acceptance >= 1 else (1 - acceptance ** (n_draft + 1)) / (1 - acceptance)
     return tokens / (n_draft * draft_cost + verify_cost)
 
@@ -101,7 +109,7 @@ class SpecStats:
 
     @property
     def other_s(self) -> float:
-        """Seconds outside draft, verify and layer selection (acceptance, rollback, Python)."""
+        """Seconds outside draft, verify and layer selection: the rest (acceptance, rollback, Python)."""
         return self.total_s - self.draft_s - self.verify_s - self.select_s
 
 
@@ -123,7 +131,7 @@ def speculative_generate(model: HybridLM, prompt: torch.Tensor, max_new_tokens: 
     """
     skip = NoSkip() if skip is None else skip
     draft_model = model if draft_model is None else draft_model
-    _check_args(model, draft_model, prompt, max_new_tokens, threshold, max_draft, temperature, top_k)
+    _check_args(model, draft_model, skip, prompt, max_new_tokens, threshold, max_draft, temperature, top_k)
     skip.start(model)
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     stats = SpecStats()
@@ -177,6 +185,7 @@ def _round(model, draft_model, skip, cache: ModelCache, token: int, remaining: i
         logits, hidden = model(ids, cache=cache, return_hidden=True)
     else:
         logits, hidden = model(ids, cache=cache), None
+    t2 = clock()
     drafted_t = torch.tensor(drafted, dtype=torch.long)
     if temperature == 0:
         k, nxt = accept_greedy(drafted_t, logits[0].argmax(-1))
@@ -186,7 +195,6 @@ def _round(model, draft_model, skip, cache: ModelCache, token: int, remaining: i
         k, dist = accept_sampled(drafted_t, q, sampling_probs(logits[0], temperature, top_k), u)
         nxt = int(torch.multinomial(dist, 1, generator=generator))
     cache.rollback(pos + k + 1)
-    t2 = clock()
     stats.rounds += 1
     stats.drafted += len(drafted)
     stats.accepted += k
@@ -206,14 +214,43 @@ def _select(skip, model, cache, hidden, pos: int, stats: SpecStats, index: int =
     stats.select_s += clock() - t0
 
 
-def _cache_layout(model: HybridLM) -> list:
-    """What a draft must share with the model to write its cache: per block the cache type and shapes."""
-    cache = model.init_cache(1, 1)
-    return [(type(c).__name__, (tuple(c.k.shape), c.k.dtype) if isinstance(c, KVCache) else None)
-            for c in cache.layers]
+def _cache_layout(model: HybridLM) -> list[tuple]:
+    """Per block what a draft must share with the model to write its cache: the cache type, and for a KV
+    cache its KV heads, head size and window (None: full attention)."""
+    return [(type(c).__name__, *((c.k.shape[1], c.k.shape[3], c.window) if isinstance(c, KVCache) else ()))
+            for c in model.init_cache(1, 1).layers]
 
 
-def _check_args(model, draft_model, prompt, max_new_tokens, threshold, max_draft, temperature, top_k) -> None:
+def _check_draft(model: HybridLM, draft_model: HybridLM, total: int) -> None:
+    """The draft must write the model's cache for `total` positions: same vocabulary, dtype, cache layout."""
+    if draft_model.config.vocab_size != model.config.vocab_size:
+        raise ValueError(f"the draft's vocabulary ({draft_model.config.vocab_size}) is not the model's "
+                         f"({model.config.vocab_size})")
+    if total > draft_model.config.max_seq_len:
+        raise ValueError(f"prompt + max_new_tokens = {total} exceeds the draft model's max_seq_len="
+                         f"{draft_model.config.max_seq_len}")
+    dtypes = next(draft_model.parameters()).dtype, next(model.parameters()).dtype
+    if dtypes[0] != dtypes[1]:
+        raise ValueError(f"the draft model's dtype {dtypes[0]} is not the model's {dtypes[1]}: its keys and "
+                         "values would not fit the model's cache")
+    draft_layout, layout = _cache_layout(draft_model), _cache_layout(model)
+    if len(draft_layout) != len(layout):
+        raise ValueError(f"the draft model has {len(draft_layout)} blocks, the model {len(layout)}: a draft "
+                         "must write the model's cache layout")
+    for i, (got, want) in enumerate(zip(draft_layout, layout)):
+        if got != want:
+            raise ValueError(f"the draft model's block {i} does not write the model's cache layout (cache "
+                             f"type, KV heads, head size, window): {got} vs {want}")
+
+
+def _check_args(model, draft_model, skip, prompt, max_new_tokens, threshold, max_draft, temperature,
+                top_k) -> None:
+    if not isinstance(draft_model, HybridLM):
+        raise TypeError(f"draft_model must be a HybridLM (or None: the model itself), got "
+                        f"{type(draft_model).__name__}")
+    if not isinstance(skip, NoSkip):
+        raise TypeError(f"skip must be a minihybrid.layer_select policy (NoSkip, FixedSkip, RandomSkip, "
+                        f"CLaSp) or None, got {type(skip).__name__}; for fixed blocks use FixedSkip(...)")
     model.check_ids(prompt, name="prompt")
     if prompt.shape[0] != 1:
         raise ValueError(f"speculative decoding takes one sequence (batch 1), got batch {prompt.shape[0]}")
@@ -228,12 +265,7 @@ def _check_args(model, draft_model, prompt, max_new_tokens, threshold, max_draft
     if total > model.config.max_seq_len:
         raise ValueError(f"prompt + max_new_tokens = {total} exceeds max_seq_len={model.config.max_seq_len}")
     if draft_model is not model:
-        if draft_model.config.vocab_size != model.config.vocab_size:
-            raise ValueError(f"the draft's vocabulary ({draft_model.config.vocab_size}) is not the model's "
-                             f"({model.config.vocab_size})")
-        if _cache_layout(draft_model) != _cache_layout(model):
-            raise ValueError("the draft model's blocks do not write the model's cache layout (block count, "
-                             "mixer kinds, KV heads or head size differ)")
+        _check_draft(model, draft_model, total)
     layers = model.init_cache(1, 1).layers
     recurrent = [i for i, c in enumerate(layers) if not isinstance(c, (KVCache, NoCache))]
     if recurrent:
@@ -241,4 +273,3 @@ def _check_args(model, draft_model, prompt, max_new_tokens, threshold, max_draft
     if max_draft > KVCache.SLACK and any(isinstance(c, KVCache) and c.window is not None for c in layers):
         raise ValueError(f"max_draft={max_draft} exceeds the {KVCache.SLACK} tokens a sliding-window cache "
                          "can roll back")
-

@@ -6,6 +6,7 @@ Dimensions: L blocks, d d_model, M layers skipped, J states in one batched layer
 
 import itertools
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -264,14 +265,33 @@ def test_policy_defaults_and_names():
 @pytest.mark.parametrize("make, message", [
     (lambda: FixedSkip([3]), "not block indices in 0..2"),
     (lambda: FixedSkip([-1]), "not block indices"),
-    (lambda: FixedSkip([True]), "not block indices"),
     (lambda: FixedSkip([0, 1, 2]), "would skip all 3 blocks"),
     (lambda: RandomSkip(3), "would skip all 3 blocks"),
     (lambda: CLaSp(3), "would skip all 3 blocks"),
-], ids=["out of range", "negative", "bool", "all", "random all", "clasp all"])
+], ids=["out of range", "negative", "all", "random all", "clasp all"])
 def test_policies_refuse_bad_sets_at_start(make, message):
     with pytest.raises(ValueError, match=message):
         make().start(tiny_model())
+
+
+def test_fixed_skip_takes_integer_like_indices():
+    assert FixedSkip([np.int64(1), 0]).skip_set == (0, 1)
+    assert FixedSkip(torch.tensor([2, 0, 2])).skip_set == (0, 2)
+    assert all(type(i) is int for i in FixedSkip(torch.tensor([1])).skip_set)
+
+
+@pytest.mark.parametrize("skip_set, message", [
+    ([True], r"\[True\] are not integers"),
+    ([1.0], r"\[1.0\] are not integers"),
+    (torch.tensor([1.0]), "are not integers"),
+    (torch.tensor([True]), "are not integers"),
+    ([np.bool_(True)], "are not integers"),
+    (1, "must be an iterable of block indices, got int"),
+    ("01", "must be an iterable of block indices, got str"),
+], ids=["bool", "float", "float tensor", "bool tensor", "numpy bool", "int", "str"])
+def test_fixed_skip_refuses_what_is_not_block_indices(skip_set, message):
+    with pytest.raises(TypeError, match=message):
+        FixedSkip(skip_set)
 
 
 @pytest.mark.parametrize("make, message", [

@@ -412,8 +412,40 @@ def test_bad_input_is_refused(call, message):
 
 
 def test_a_draft_of_another_dtype_is_refused_by_name():
-    with pytest.raises(ValueError, match="draft"):
+    with pytest.raises(ValueError, match="draft model's dtype torch.float32 is not the model's"):
         speculative_generate(lm(), prompt_of(3), 4, draft_model=lm(dtype=torch.float32))
+
+
+def test_a_full_attention_draft_of_a_windowed_model_is_refused_by_name():
+    with pytest.raises(ValueError, match="draft model's block 1 does not write the model's cache layout"):
+        speculative_generate(windowed(), prompt_of(3), 4, draft_model=lm("AA"))
+
+
+def test_a_draft_too_short_for_the_generation_is_refused_by_name():
+    with pytest.raises(ValueError, match="exceeds the draft model's max_seq_len=8"):
+        speculative_generate(lm(), prompt_of(3), 6, draft_model=lm(max_seq_len=8))
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"skip": [1, 2]}, "skip must be a minihybrid.layer_select policy .* got list"),
+    ({"draft_model": "x"}, "draft_model must be a HybridLM .* got str"),
+], ids=["skip list", "draft string"])
+def test_arguments_of_the_wrong_type_are_refused(options, message):
+    with pytest.raises(TypeError, match=message):
+        speculative_generate(lm(), prompt_of(3), 4, **options)
+
+
+@pytest.mark.parametrize("args, message", [
+    ((0.5, 2, 0.1, 0), "verify_cost must be a number > 0"),
+    ((1.5, 2, 0.1, 1.0), "acceptance must be a probability"),
+    ((-0.1, 2, 0.1, 1.0), "acceptance must be"),
+    ((0.5, -1, 0.1, 1.0), "n_draft must be"),
+    ((0.5, 2, -0.1, 1.0), "draft_cost must be"),
+    ((float("nan"), 2, 0.1, 1.0), "acceptance must be"),
+], ids=["verify 0", "acceptance > 1", "acceptance < 0", "n negative", "c negative", "acceptance nan"])
+def test_expected_speedup_refuses_bad_input(args, message):
+    with pytest.raises(ValueError, match=message):
+        expected_speedup(*args)
 
 
 def test_a_draft_longer_than_the_window_slack_is_refused_by_name():

@@ -5,7 +5,7 @@ decoder is timed against plain greedy decoding prompt by prompt and checked for 
     fixed M     a skip set of M blocks chosen once, offline, by CLaSp's DP on a calibration prompt
     random M    M blocks drawn at random
     CLaSp M     the DP on the last verified token, re-run every `interval` rounds (also swept)
-    int8, int4  module 05's quantized copies of the model as the draft, alone and with CLaSp skipping
+    int8, int4  module 05's quantized copies of the model as the draft, alone; int8 also with CLaSp skipping
 The int8 draft runs again on the engine with skinny float32 linears (minihybrid.fast_linear), whose verify
 pass over k tokens costs little more than one token, against plain greedy on that same engine. Beside
 them: the layers' redundancy (cosine of residual streams, single-skip agreement), the measured
@@ -219,11 +219,12 @@ def draw_figures(fig_dir: Path, setup: Settings, results: dict):
     fig, axes = plots.figure(11, 4, ncols=2)
     plots.draw_heatmap(axes[0], layers["cosines"], "cosine of residual streams", "after block", "after block")
     plots.draw_per_layer(axes[1], {"top-1 agreement": layers["single_skip"]}, "agreement skipping one block",
-                         log=False)
+                         log=False, first=0)
     redundancy_fig = (plots.save(fig, fig_dir / "layerskip_redundancy.png"),
                       ("Left: cosine similarity between SmolLM2's residual streams after each block (0 = the "
                        "embedding), averaged over a prompt and its continuation. Right: top-1 agreement with "
-                       "the full model when one block is skipped, teacher-forced on the same tokens"))
+                       "the full model when one block is skipped (blocks counted from 0, as in skip sets), "
+                       "teacher-forced on the same tokens"))
     fig, axes = plots.figure(11, 4, ncols=2)
     kinds = ("fixed", "random", "CLaSp")
     for ax, key, label in ((axes[0], "acceptance", "acceptance rate"),

@@ -23,12 +23,14 @@ def cost_key(decoder: str) -> str:
     return f"skip M={m.group(1)}" if m else decoder.split(" th=")[0]
 
 
-def predicted(results: dict, decoder: str) -> float:
-    """The cost model's speed-up from the decoder's measured acceptance and drafted tokens per round."""
+def predicted(results: dict, decoder: str, acceptance: float | None = None) -> float:
+    """The cost model's speed-up from the decoder's measured drafted tokens per round, c and V, at its
+    measured acceptance or at `acceptance` (1: the bound c and V set, every drafted token accepted)."""
     row, v = results["speed"][decoder], results["verify_cost"]
     n = row["drafted_per_round"]
     k = min(max(v), round(n) + 1)
-    return expected_speedup(row["acceptance"], n, results["draft_cost"][cost_key(decoder)], v[k])
+    a = row["acceptance"] if acceptance is None else acceptance
+    return expected_speedup(a, n, results["draft_cost"][cost_key(decoder)], v[k])
 
 
 def decoders_only(results: dict) -> dict[str, dict]:
@@ -44,10 +46,10 @@ def describe(setup, results: dict) -> str:
     plain = results["speed"]["plain"]
     rows = [[name, f"{r['acceptance']:.2f}", f"{r['mean_accepted']:.2f}", f"{r['drafted_per_round']:.2f}",
              f"{r['tok_s']:.1f}", f"**{r['speedup']:.2f}**", f"{predicted(results, name):.2f}",
-             f"{r['draft_share']:.0%} / {r['verify_share']:.0%} / {r['select_share']:.0%}",
+             f"{predicted(results, name, acceptance=1.0):.2f}", time_shares(r),
              f"{r['identical']}/{r['prompts']}"]
             for name, r in decoders_only(results).items()]
-    costs = [[name, f"{c:.2f}"] for name, c in results["draft_cost"].items()]
+    costs = [[name, f"{c:.2f}", f"{1 / c:.2f}"] for name, c in results["draft_cost"].items()]
     v = results["verify_cost"]
     fixed = "; ".join(f"M={m}: {s}" for m, s in results["fixed"].items())
     return "\n\n".join([
@@ -60,12 +62,16 @@ def describe(setup, results: dict) -> str:
          f"greedy decoding runs at **{plain['tok_s']:.1f} tokens/s**; each decoder runs right after it on "
          "the same prompt, and the speed-up is plain's decode seconds over the decoder's, summed over the "
          "prompts. \"Predicted\" is the cost model E / (n c + V(n + 1)) from the decoder's measured "
-         "acceptance a, drafted tokens per round n, draft cost c and verify cost V."),
+         "acceptance a, drafted tokens per round n, draft cost c and verify cost V; \"bound (a = 1)\" the "
+         "same with every drafted token accepted, (n + 1) / (n c + V(n + 1)): what the measured c and V "
+         "allow at that draft length. The rest of the time is acceptance, rollback and Python."),
         markdown_table(["decoder", "acceptance", "accepted / round", "drafted / round", "tokens/s",
-                        "speed-up", "predicted", "time: draft / verify / select", "identical"], rows),
+                        "speed-up", "predicted", "bound (a = 1)", "time: draft / verify / select / rest",
+                        "identical"], rows),
         f"Fixed skip sets (CLaSp's DP once, on a calibration prompt): {fixed}.",
-        "Draft step cost c, in full single-token steps (measured interleaved):",
-        markdown_table(["draft", "c"], costs),
+        ("Draft step cost c, in full single-token steps (measured interleaved), and 1 / c, the speed-up of a "
+         "draft that is never wrong, drafts without end and is verified for free:"),
+        markdown_table(["draft", "c", "1 / c"], costs),
         "Verify cost V(k): one full forward over k new tokens, in single-token steps:",
         markdown_table([f"k={k}" for k in v], [[f"{x:.2f}" for x in v.values()]]),
         skinny_text(results),
@@ -73,6 +79,12 @@ def describe(setup, results: dict) -> str:
          f"{best_single(results)[0]} ({best_single(results)[1]:.2f}); blocks 0 and 1: "
          f"{results['layers']['single_skip'][0]:.2f} and {results['layers']['single_skip'][1]:.2f}."),
     ])
+
+
+def time_shares(row: dict) -> str:
+    """A decoder's shares of its decode time: draft / verify / select / the rest."""
+    shares = [row["draft_share"], row["verify_share"], row["select_share"]]
+    return " / ".join(f"{x:.0%}" for x in [*shares, 1 - sum(shares)])
 
 
 def skinny_text(results: dict) -> str:

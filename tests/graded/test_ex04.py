@@ -97,8 +97,6 @@ def test_rollback_ring_matches_a_filled_ring(ex04, capacity, window):
         held = set(range(max(written - capacity, 0), written))
         for pos in range(written + 1):
             needed = set(range(max(pos - window + 1, 0), pos))
-            if pos - window + 1 <= 0 and written > capacity:
-                continue  # outside the rule's domain (the ring is never rolled back this far)
             if not needed <= held:
                 with pytest.raises(ValueError):
                     ex04.rollback_ring(key_pos, written, window, pos)
@@ -108,6 +106,17 @@ def test_rollback_ring_matches_a_filled_ring(ex04, capacity, window):
             assert torch.equal(key_pos, before), "the input key_pos must not change"
             expected = [p if 0 <= p < pos else -1 for p in key_pos.tolist()]
             assert got.tolist() == expected, f"capacity {capacity}, written {written}, rollback to {pos}"
+
+
+@graded(1)
+def test_rollback_ring_needs_position_zero(ex04):
+    key_pos = longs([4, 1, 2, 3])  # capacity 4, window 3, positions 0..4 written: only position 0 is gone
+    with pytest.raises(ValueError):
+        ex04.rollback_ring(key_pos, 5, 3, 2)  # the token at 2 needs positions 0 and 1
+    with pytest.raises(ValueError):
+        ex04.rollback_ring(key_pos, 5, 3, 1)  # the token at 1 needs position 0
+    assert ex04.rollback_ring(key_pos, 5, 3, 0).tolist() == [-1] * 4  # the token at 0 needs nothing
+    assert ex04.rollback_ring(key_pos, 5, 3, 3).tolist() == [-1, 1, 2, -1]  # needs 1 and 2: both kept
 
 
 @graded(1)
