@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
 
 import torch
 
@@ -15,6 +16,17 @@ def check_int(name: str, value, minimum: int = 1, optional: bool = False) -> Non
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         allowed = f"an int >= {minimum}" + (" or None" if optional else "")
         raise ValueError(f"{name} must be {allowed}, got {value!r}")
+
+
+def as_index(value) -> int | None:
+    """An integer-like value (int, NumPy integer, one-element torch integer tensor) as an int; None for
+    anything else, bools included."""
+    if isinstance(value, bool) or (isinstance(value, torch.Tensor) and value.dtype == torch.bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
 
 
 def check_number(name: str, value, minimum: float = 0.0, inclusive: bool = True) -> None:

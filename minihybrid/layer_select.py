@@ -23,7 +23,6 @@ Policies (what `minihybrid.speculative.speculative_generate` asks for the draft'
 
 from __future__ import annotations
 
-import operator
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from minihybrid.checks import check_int
+from minihybrid.checks import as_index, check_int
 from minihybrid.layers.cache import KVCache
 from minihybrid.model import HybridLM, ModelCache
 
@@ -199,26 +198,16 @@ def check_n_skip(model: HybridLM, n_skip: int) -> None:
 
 
 def block_indices(skip_set: Iterable[int]) -> tuple[int, ...]:
-    """skip_set's distinct values, sorted, as ints: any integer-like values (Python, NumPy or one-element
-    torch integers); TypeError for anything else, bools and floats included."""
+    """skip_set's distinct values, sorted, as ints: any integer-like values (``checks.as_index``);
+    TypeError for anything else, bools and floats included."""
     if isinstance(skip_set, (str, bytes)) or not isinstance(skip_set, Iterable):
         raise TypeError(f"a skip set must be an iterable of block indices, got {type(skip_set).__name__}")
     items = list(skip_set)
-    bad = [i for i in items if not is_index(i)]
+    indices = [as_index(i) for i in items]
+    bad = [i for i, index in zip(items, indices) if index is None]
     if bad:
         raise TypeError(f"skip set {items}: {bad} are not integers (block indices)")
-    return tuple(sorted({operator.index(i) for i in items}))
-
-
-def is_index(value) -> bool:
-    """Whether value is an integer that operator.index accepts, not a bool (Python, NumPy or torch)."""
-    if isinstance(value, bool) or (isinstance(value, torch.Tensor) and value.dtype == torch.bool):
-        return False
-    try:
-        operator.index(value)
-    except TypeError:
-        return False
-    return True
+    return tuple(sorted(set(indices)))
 
 
 def check_skip_set(model: HybridLM, skip_set: Sequence[int]) -> None:

@@ -11,11 +11,11 @@ An all-zero group gets s = 1 (any scale reproduces it exactly).
 
 from __future__ import annotations
 
-import operator
 from dataclasses import asdict, dataclass, replace
 
 import torch
 
+from minihybrid.checks import as_index
 from minihybrid.kernels.quant_matmul.reference import BITS, dequantize, pack_codes
 
 GROUP_SIZES = (32, 64, 128, None)  # None = per-channel: one group per output row
@@ -28,10 +28,11 @@ class QuantScheme:
     symmetric: bool = True
 
     def __post_init__(self) -> None:
-        bits, group_size = _integer(self.bits), _integer(self.group_size)
-        if type(bits) is not int or bits not in BITS:
+        bits = as_index(self.bits)
+        group_size = None if self.group_size is None else as_index(self.group_size)
+        if bits not in BITS:
             raise ValueError(f"bits must be one of {BITS}, got {self.bits!r}")
-        if not (group_size is None or type(group_size) is int) or group_size not in GROUP_SIZES:
+        if (group_size is None and self.group_size is not None) or group_size not in GROUP_SIZES:
             raise ValueError(f"group_size must be one of {GROUP_SIZES} (None = per-channel), "
                              f"got {self.group_size!r}")
         object.__setattr__(self, "bits", bits)  # a numpy integer becomes an int (the file's JSON needs one)
@@ -64,16 +65,6 @@ class QuantScheme:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _integer(value):
-    """An integer-like value (int, numpy integer; not a bool) as an int; anything else as it is."""
-    if isinstance(value, bool):
-        return value
-    try:
-        return operator.index(value)
-    except TypeError:
-        return value
 
 
 def fit_groups(w: torch.Tensor, scheme: QuantScheme) -> tuple[torch.Tensor, torch.Tensor]:
