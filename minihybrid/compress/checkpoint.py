@@ -45,9 +45,9 @@ def load_quantized(model: nn.Module, path: str | os.PathLike, scheme: QuantSchem
     swapped = []  # (name, the module a QuantLinear replaced): put back when the file does not fit the model
     try:
         for name, fields in json.loads(metadata["quantized"]).items():
-            shape, saved = _fitting_shape(model, name, QuantScheme(**fields), scheme, state)
-            swapped.append((name, model.get_submodule(name)))
-            set_module(model, name, QuantLinear.empty(*shape, saved))
+            linear, saved = _fitting_linear(model, name, QuantScheme(**fields), scheme, state)
+            swapped.append((name, linear))
+            set_module(model, name, QuantLinear.empty(linear.out_features, linear.in_features, saved))
         if isinstance(getattr(model, "embed", None), nn.Module):
             swapped.append(("embed", model.embed))
         retie(model)
@@ -60,9 +60,9 @@ def load_quantized(model: nn.Module, path: str | os.PathLike, scheme: QuantSchem
     return fuse_projections(model)
 
 
-def _fitting_shape(model: nn.Module, name: str, saved: QuantScheme, scheme: QuantScheme | None,
-                   state: dict) -> tuple[tuple[int, int], QuantScheme]:
-    """(out, in) of the model's linear `name` and its saved scheme, once the file's codes fit both."""
+def _fitting_linear(model: nn.Module, name: str, saved: QuantScheme, scheme: QuantScheme | None,
+                    state: dict) -> tuple[nn.Module, QuantScheme]:
+    """The model's linear `name` and its saved scheme, once the file's codes fit both."""
     try:
         linear = model.get_submodule(name)
     except AttributeError as err:
@@ -77,7 +77,7 @@ def _fitting_shape(model: nn.Module, name: str, saved: QuantScheme, scheme: Quan
         found = None if packed is None else tuple(packed.shape)
         raise ValueError(f"{name}: the checkpoint's packed codes {found} do not fit a {shape} weight "
                          f"in {saved.name}")
-    return shape, saved
+    return linear, saved
 
 
 def _check_state(expected: dict, state: dict) -> None:

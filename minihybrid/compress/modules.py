@@ -193,14 +193,15 @@ def quantize_model(model: nn.Module, scheme: QuantScheme, weights: Weights | Non
         if name in weights and weights[name].shape != shape:
             raise ValueError(f"the weight given for {name} is {weights[name].shape}, the linear {shape}")
         own = scheme.for_inputs(linear.in_features)
-        smaller[own.name] += own != scheme
+        if own != scheme:
+            smaller[own.name] += 1
         built[name] = QuantLinear(weights[name] if name in weights else quantize_weight(linear.weight, own))
     for name, module in built.items():
         set_module(model, name, module)
-    if +smaller:
+    if smaller:
         warnings.warn(f"{sum(smaller.values())} of {len(built)} linears take a smaller group than "
                       f"{scheme.name}, their inputs not splitting into {scheme.group_size}: "
-                      + ", ".join(f"{n} x {count}" for n, count in smaller.items() if count), stacklevel=2)
+                      + ", ".join(f"{n} x {count}" for n, count in smaller.items()), stacklevel=2)
     retie(model)
     return fuse_projections(model)
 
